@@ -1,0 +1,185 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+The `Background` class: a background map, its RMS and its provenance.
+"""
+
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+
+from ezbkg_ccd.provenance import REQUIRED_KEYWORDS
+
+__all__ = ['Background']
+
+
+class Background:
+    """
+    A sky background: full-resolution map, RMS map and provenance.
+
+    Made by `~ezbkg_ccd.estimate_background` or read from FITS with
+    `Background.read`; every descriptive attribute (method, sizes, global
+    level, unit) is read from the provenance ``header``, so what is
+    written is exactly what is read back.
+
+    Parameters
+    ----------
+    data : array_like
+        The background map.
+    rms : array_like
+        The background RMS (sky noise per pixel) map, same shape.
+    header : `~astropy.io.fits.Header`
+        Provenance keywords (see `ezbkg_ccd.provenance.KEYWORDS`) and
+        ``BUNIT``.
+    source_mask : `~numpy.ndarray` of bool, optional
+        The source mask the estimate excluded, if any.
+    invalid_mask : `~numpy.ndarray` of bool, optional
+        The invalid pixels the estimate excluded, if known.
+    path : str or `~pathlib.Path`, optional
+        The file this background was read from or written to.
+
+    Raises
+    ------
+    ValueError
+        If the maps are not 2-D arrays of one shape or ``header`` lacks a
+        required keyword.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd import estimate_background
+    >>> rng = np.random.default_rng(0)
+    >>> bkg = estimate_background(rng.normal(10.0, 1.0, (128, 128)),
+    ...                           box_size=32)
+    >>> bkg.method, bkg.box_size, bkg.is_2d
+    ('sep', (32, 32), True)
+    >>> round(bkg.global_back, 1), round(bkg.global_rms, 1), bkg.unit
+    (10.0, 1.0, Unit("adu"))
+    """
+
+    def __init__(self, data, rms, header, *, source_mask=None,
+                 invalid_mask=None, path=None):
+        self.data = np.asanyarray(data)
+        self.rms = np.asanyarray(rms)
+        if self.data.ndim != 2 or self.rms.shape != self.data.shape:
+            msg = ('data and rms must be 2-D arrays of one shape, got '
+                   f'{self.data.shape} and {self.rms.shape}')
+            raise ValueError(msg)
+        missing = [key for key in REQUIRED_KEYWORDS if key not in header]
+        if missing:
+            msg = f'header lacks the provenance keywords {missing}'
+            raise ValueError(msg)
+        self.header = header
+        self.source_mask = source_mask
+        self.invalid_mask = invalid_mask
+        self.path = None if path is None else Path(path)
+        self.is_saved = False
+
+    @property
+    def shape(self):
+        """The image shape, ``(ny, nx)``."""
+        return self.data.shape
+
+    @property
+    def unit(self):
+        """The unit of the maps (``BUNIT``; dimensionless if absent)."""
+        return u.Unit(self.header.get('BUNIT', ''))
+
+    @property
+    def method(self):
+        """The estimator name (``BKGTYPE`` in lower case)."""
+        return self.header['BKGTYPE'].lower()
+
+    @property
+    def is_2d(self):
+        """Whether the background varies across the image."""
+        return bool(self.header['BKGIS2D'])
+
+    @property
+    def box_size(self):
+        """The mesh size, ``(ny, nx)``."""
+        return (self.header['BKGBOX'], self.header['BKGBOXX'])
+
+    @property
+    def filter_size(self):
+        """The median-filter size in meshes, ``(ny, nx)``."""
+        return (self.header['BKGFILT'], self.header['BKGFILTX'])
+
+    @property
+    def filter_threshold(self):
+        """The median-filter threshold."""
+        return float(self.header['BKGFTHR'])
+
+    @property
+    def global_back(self):
+        """The global background level."""
+        return float(self.header['BKGVALU'])
+
+    @property
+    def global_rms(self):
+        """The global background RMS."""
+        return float(self.header['BKGSIG'])
+
+    @property
+    def error(self):
+        """
+        Standard error of the background model at each pixel.
+
+        Each level is SExtractor's mode estimate ``2.5 median - 1.5 mean``
+        of ``BKGNPIX`` pixels, whose variance for Gaussian noise is
+        ``(6.25 pi / 2 + 2.25 - 7.5) rms**2 / BKGNPIX``, so the error is
+        about ``2.14 rms / sqrt(BKGNPIX)`` (an upper bound where the
+        median filter and the spline average meshes).
+        """
+        variance_factor = 6.25 * np.pi / 2 + 2.25 - 7.5
+        scale = np.sqrt(variance_factor / self.header['BKGNPIX'])
+        return self.rms * self.rms.dtype.type(scale)
+
+    def to_ccddata(self):
+        """
+        Return the map as a `~astropy.nddata.CCDData`.
+
+        The uncertainty is `~astropy.nddata.StdDevUncertainty` of the RMS;
+        ``meta`` is a copy of the provenance header.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ezbkg_ccd import estimate_background
+        >>> bkg = estimate_background(np.full((64, 64), 2.0), box_size=32)
+        >>> ccd = bkg.to_ccddata()
+        >>> ccd.unit, ccd.meta['BKGTYPE'], float(ccd.data.mean())
+        (Unit("adu"), 'SEP', 2.0)
+        """
+        return CCDData(np.array(self.data), unit=self.unit,
+                       uncertainty=StdDevUncertainty(np.array(self.rms)),
+                       meta=fits.Header(self.header))
+
+    def write(self, path=None, *, overwrite=False, compress=False):
+        """
+        Write this background to a standalone FITS file.
+
+        See `ezbkg_ccd.write_background` for the parameters; ``path``
+        defaults to `path`.
+        """
+        from ezbkg_ccd.persistence import write_background
+
+        write_background(self, path, overwrite=overwrite, compress=compress)
+
+    @classmethod
+    def read(cls, path):
+        """
+        Read a background from a standalone file or a science file.
+
+        See `ezbkg_ccd.read_background`.
+        """
+        from ezbkg_ccd.persistence import read_background
+
+        return read_background(path)
+
+    def __repr__(self):
+        return (f'<Background method={self.method!r} shape={self.shape} '
+                f'global_back={self.global_back:.6g} '
+                f'global_rms={self.global_rms:.6g} unit={self.unit!s}>')

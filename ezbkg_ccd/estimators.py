@@ -1,0 +1,161 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+The built-in background estimators: ``sep``, ``constant``, ``photutils``.
+
+Each follows the calling convention of `ezbkg_ccd.registry` and is
+registered under its name when the package is imported.
+"""
+
+import numpy as np
+import sep
+from astropy.stats import SigmaClip, sigma_clipped_stats
+
+from ezbkg_ccd.registry import BackgroundEstimate, register_estimator
+
+__all__ = ['sep_estimator', 'constant_estimator', 'photutils_estimator']
+
+#: A mesh must have at least this fraction of usable pixels (SExtractor's
+#: rule, also used by SEP) to enter the low-resolution map.
+MIN_MESH_COVERAGE = 0.5
+
+
+def _require_usable_mesh(mask, box_size):
+    """
+    Raise unless at least one mesh has enough usable pixels.
+
+    SEP silently returns ``globalback=0, globalrms=1`` when no mesh is
+    usable; this turns that case into a clear error.
+    """
+    if box_size[0] > mask.shape[0] or box_size[1] > mask.shape[1]:
+        msg = (f'box_size {box_size} is larger than the image {mask.shape}; '
+               'use a smaller box_size or method="constant"')
+        raise ValueError(msg)
+    usable = ~mask
+    rows = np.add.reduceat(usable, np.arange(0, mask.shape[0], box_size[0]),
+                           axis=0, dtype=np.intp)
+    counts = np.add.reduceat(rows, np.arange(0, mask.shape[1], box_size[1]),
+                             axis=1, dtype=np.intp)
+    heights = np.diff(np.r_[0:mask.shape[0]:box_size[0], mask.shape[0]])
+    widths = np.diff(np.r_[0:mask.shape[1]:box_size[1], mask.shape[1]])
+    if not np.any(counts >= MIN_MESH_COVERAGE * np.outer(heights, widths)):
+        msg = (f'ccd has too few valid pixels to estimate a background: no '
+               f'{box_size[0]}x{box_size[1]} box is at least '
+               f'{MIN_MESH_COVERAGE:.0%} unmasked ({int(counts.sum())} usable '
+               f'of {mask.size} pixels); use a larger box_size, a smaller '
+               'mask or method="constant"')
+        raise ValueError(msg)
+
+
+def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold):
+    """
+    SExtractor's mesh background, computed by SEP.
+
+    Per ``box_size`` mesh: iterative clipping and the mode estimate
+    ``2.5 median - 1.5 mean``; meshes with under half their pixels usable
+    are filled from neighbours; a ``filter_size`` median filter over
+    meshes (where the change exceeds ``filter_threshold``); a bicubic
+    spline to full resolution.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.estimators import sep_estimator
+    >>> data = np.full((128, 128), 3.0, dtype=np.float32)
+    >>> estimate = sep_estimator(data, mask=np.zeros(data.shape, bool),
+    ...                          box_size=(64, 64), filter_size=(3, 3),
+    ...                          filter_threshold=0.0)
+    >>> estimate.global_back, estimate.background.dtype
+    (3.0, dtype('float32'))
+    """
+    _require_usable_mesh(mask, box_size)
+    background = sep.Background(
+        data, mask=mask if mask.any() else None,
+        bh=box_size[0], bw=box_size[1], fh=filter_size[0], fw=filter_size[1],
+        fthresh=filter_threshold)
+    return BackgroundEstimate(
+        background.back(), background.rms(), float(background.globalback),
+        float(background.globalrms), is_2d=True,
+        samples_per_estimate=box_size[0] * box_size[1],
+        extra={'sep_background': background})
+
+
+def constant_estimator(data, *, mask, box_size, filter_size,
+                       filter_threshold, sigma=3.0, maxiters=10):
+    """
+    One sigma-clipped level for the whole frame (a 1-D background).
+
+    The level is SExtractor's mode estimate of the clipped pixels,
+    ``2.5 median - 1.5 mean``, or the median where the two disagree by
+    0.3 sigma or more (a crowded frame); the RMS is the clipped standard
+    deviation. ``box_size``, ``filter_size`` and ``filter_threshold`` are
+    not used.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.estimators import constant_estimator
+    >>> data = np.full((16, 16), 5.0, dtype=np.float32)
+    >>> data[0, 0] = 1000.0
+    >>> estimate = constant_estimator(data, mask=np.zeros(data.shape, bool),
+    ...                               box_size=(16, 16), filter_size=(1, 1),
+    ...                               filter_threshold=0.0)
+    >>> estimate.global_back, estimate.global_rms, estimate.is_2d
+    (5.0, 0.0, False)
+    """
+    values = data[~mask]
+    mean, median, std = (float(v) for v in sigma_clipped_stats(
+        values, sigma=sigma, maxiters=maxiters))
+    if std > 0 and abs(mean - median) / std < 0.3:
+        level = 2.5 * median - 1.5 * mean
+    else:
+        level = median
+    return BackgroundEstimate(
+        np.broadcast_to(np.asarray(level, dtype=data.dtype), data.shape),
+        np.broadcast_to(np.asarray(std, dtype=data.dtype), data.shape),
+        level, std, is_2d=False, samples_per_estimate=values.size)
+
+
+def photutils_estimator(data, *, mask, box_size, filter_size,
+                        filter_threshold, **background2d_options):
+    """
+    photutils `~photutils.background.Background2D` with the SExtractor
+    estimator.
+
+    Sigma clipping at 3 sigma (10 iterations) and boxes with more than
+    50 % masked pixels excluded, as SEP does; a ``filter_threshold`` of 0
+    filters every mesh. Further keywords go to
+    `~photutils.background.Background2D`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.estimators import photutils_estimator
+    >>> data = np.full((128, 128), 3.0, dtype=np.float32)
+    >>> estimate = photutils_estimator(data, mask=np.zeros(data.shape, bool),
+    ...                                box_size=(64, 64), filter_size=(3, 3),
+    ...                                filter_threshold=0.0)
+    >>> estimate.global_back
+    3.0
+    """
+    from photutils.background import Background2D, SExtractorBackground
+
+    _require_usable_mesh(mask, box_size)
+    options = {'sigma_clip': SigmaClip(sigma=3.0, maxiters=10),
+               'bkg_estimator': SExtractorBackground(),
+               'exclude_percentile': 100 * (1 - MIN_MESH_COVERAGE)}
+    options.update(background2d_options)
+    background = Background2D(
+        data, box_size, mask=mask if mask.any() else None,
+        filter_size=filter_size,
+        filter_threshold=filter_threshold or None, **options)
+    return BackgroundEstimate(
+        background.background, background.background_rms,
+        float(background.background_median),
+        float(background.background_rms_median), is_2d=True,
+        samples_per_estimate=box_size[0] * box_size[1],
+        extra={'photutils_background': background})
+
+
+register_estimator('sep', sep_estimator)
+register_estimator('constant', constant_estimator)
+register_estimator('photutils', photutils_estimator)

@@ -1,0 +1,296 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+Backgrounds in FITS files: ``BKG`` and ``BKGRMS`` image HDUs.
+
+A science file written by `write_with_background` is what
+`astropy.nddata.CCDData.write` makes (primary data, ``MASK``,
+``UNCERT``, WCS in the header) plus the ``BKG`` map and ``BKGRMS`` map
+HDUs, each with the provenance keywords. A standalone background file
+(`write_background`) is an empty primary HDU and the same two HDUs.
+A constant background is stored without data (its level and RMS are in
+the header) unless ``full_map=True``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from ezbkg_ccd._fits import (
+    atomic_write,
+    check_writable,
+    open_fits,
+    read_ccddata,
+)
+from ezbkg_ccd._inputs import as_ccddata
+from ezbkg_ccd.background import Background
+from ezbkg_ccd.provenance import KEYWORDS, REQUIRED_KEYWORDS
+
+__all__ = ['write_with_background', 'read_with_background',
+           'write_background', 'read_background', 'BACKGROUND_HDUS']
+
+#: Names of the HDUs that hold a background, map first.
+BACKGROUND_HDUS = ('BKG', 'BKGRMS')
+
+#: HDUs that CCDData writes itself; never carried over from an old file.
+_CCDDATA_HDUS = ('MASK', 'UNCERT', 'PSFIMAGE')
+
+#: Lossless tile compression: floats unquantized, integers with RICE.
+_FLOAT_COMPRESSION = {'compression_type': 'GZIP_2', 'quantize_level': 0.0}
+_INT_COMPRESSION = {'compression_type': 'RICE_1'}
+
+
+def _image_hdu(data, header, name, compress):
+    """An image HDU, tile-compressed losslessly when ``compress``."""
+    if not compress or data is None:
+        return fits.ImageHDU(data, header=header, name=name)
+    options = (_FLOAT_COMPRESSION if data.dtype.kind == 'f'
+               else _INT_COMPRESSION)
+    return fits.CompImageHDU(data, header=header, name=name, **options)
+
+
+def _is_compact(background, full_map):
+    """A constant background whose maps are exactly its global values."""
+    if full_map or background.is_2d:
+        return False
+    scalar = background.data.dtype.type
+    return bool(np.all(background.data == scalar(background.global_back))
+                and np.all(background.rms == scalar(background.global_rms)))
+
+
+def _background_hdus(background, *, compress=False, full_map=False):
+    """The ``BKG`` and ``BKGRMS`` HDUs of ``background``."""
+    header = fits.Header(background.header)
+    if _is_compact(background, full_map):
+        header['BKGNAX1'] = (background.shape[1], KEYWORDS['BKGNAX1'])
+        header['BKGNAX2'] = (background.shape[0], KEYWORDS['BKGNAX2'])
+        header['BKGBITPX'] = (fits.DTYPE2BITPIX[background.data.dtype.name],
+                              KEYWORDS['BKGBITPX'])
+        data = rms = None
+    else:
+        data = np.ascontiguousarray(background.data)
+        rms = np.ascontiguousarray(background.rms)
+    return [_image_hdu(data, header, 'BKG', compress),
+            _image_hdu(rms, header, 'BKGRMS', compress)]
+
+
+def _check_background(background, shape=None):
+    if not isinstance(background, Background):
+        msg = f'background must be a Background, got {type(background).__name__}'
+        raise TypeError(msg)
+    if shape is not None and background.shape != shape:
+        msg = (f'background has shape {background.shape}, but ccd has '
+               f'shape {shape}')
+        raise ValueError(msg)
+
+
+def _foreign_hdus(path):
+    """HDUs of an existing file at ``path`` that are neither ours nor CCDData's."""
+    if not Path(path).is_file():
+        return []
+    try:
+        with open_fits(path) as hdulist:
+            return [hdu.copy() for hdu in hdulist[1:]
+                    if hdu.name not in BACKGROUND_HDUS + _CCDDATA_HDUS]
+    except OSError:
+        return []
+
+
+def write_with_background(ccd, background, path, *, overwrite=False,
+                          compress=False, full_map=False):
+    """
+    Write an image and its background to one FITS file.
+
+    Parameters
+    ----------
+    ccd : `~astropy.nddata.CCDData` or array_like
+        The image (usually background-subtracted), written as
+        `~astropy.nddata.CCDData.write` does (``MASK``, ``UNCERT``).
+    background : `~ezbkg_ccd.Background`
+        Written as the ``BKG`` and ``BKGRMS`` HDUs.
+    path : str or `~pathlib.Path`
+        The file; a ``.gz`` suffix gzips it.
+    overwrite : bool, optional
+        Replace an existing file (default `False`). Its other HDUs are
+        kept; its old ``BKG``/``BKGRMS`` are replaced, not duplicated.
+    compress : bool, optional
+        Tile-compress the extensions losslessly (GZIP_2 for floats, RICE_1
+        for the mask). The default is `False`.
+    full_map : bool, optional
+        Store a constant background as full arrays too (default `False`).
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is `False`.
+    OSError
+        If the directory is missing or not writable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd import (read_with_background, subtract_background,
+    ...                        estimate_background, write_with_background)
+    >>> rng = np.random.default_rng(3)
+    >>> data = rng.normal(20.0, 1.0, (128, 128))
+    >>> bkg = estimate_background(data, box_size=32)
+    >>> result = subtract_background(data, bkg)
+    >>> write_with_background(result, bkg, tmp_path / 'out.fits')
+    >>> ccd, again = read_with_background(tmp_path / 'out.fits')
+    >>> bool(np.array_equal(again.data, bkg.data)), again.method
+    (True, 'sep')
+    """
+    ccd = as_ccddata(ccd)
+    _check_background(background, ccd.shape)
+    check_writable(path, overwrite=overwrite)
+    hdulist = ccd.to_hdu(hdu_mask='MASK', hdu_uncertainty='UNCERT')
+    extensions = [_image_hdu(hdu.data, hdu.header, hdu.name, compress)
+                  for hdu in hdulist[1:]]
+    hdulist = fits.HDUList([hdulist[0], *extensions, *_foreign_hdus(path),
+                            *_background_hdus(background, compress=compress,
+                                              full_map=full_map)])
+    atomic_write(hdulist, path, overwrite=overwrite)
+
+
+def write_background(background, path=None, *, overwrite=False,
+                     compress=False, full_map=False):
+    """
+    Write a background alone: an empty primary, ``BKG`` and ``BKGRMS``.
+
+    Parameters
+    ----------
+    background : `~ezbkg_ccd.Background`
+    path : str or `~pathlib.Path`, optional
+        The file; defaults to ``background.path``.
+    overwrite, compress, full_map : bool, optional
+        As in `write_with_background`.
+
+    Raises
+    ------
+    ValueError
+        If neither ``path`` nor ``background.path`` is set.
+    FileExistsError
+        If the file exists and ``overwrite`` is `False`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd import Background, estimate_background
+    >>> bkg = estimate_background(np.full((64, 64), 4.0), method='constant')
+    >>> bkg.write(tmp_path / 'bkg.fits')
+    >>> again = Background.read(tmp_path / 'bkg.fits')
+    >>> again.shape, again.global_back, again.is_2d
+    ((64, 64), 4.0, False)
+    """
+    _check_background(background)
+    path = background.path if path is None else path
+    if path is None:
+        msg = 'path must be given when background.path is not set'
+        raise ValueError(msg)
+    hdulist = fits.HDUList([fits.PrimaryHDU(),
+                            *_background_hdus(background, compress=compress,
+                                              full_map=full_map)])
+    atomic_write(hdulist, path, overwrite=overwrite)
+    background.path = Path(path)
+    background.is_saved = True
+
+
+def _malformed(path, why):
+    return ValueError(f'the BKG HDU of {str(path)!r} is malformed: {why}')
+
+
+def _native(data):
+    return data.astype(data.dtype.newbyteorder('='), copy=False)
+
+
+def _background_from_hdulist(hdulist, path):
+    """The background stored in ``hdulist``, or `None` if it has none."""
+    if BACKGROUND_HDUS[0] not in hdulist:
+        return None
+    map_hdu = hdulist[BACKGROUND_HDUS[0]]
+    source = map_hdu.header
+    missing = [key for key in REQUIRED_KEYWORDS if key not in source]
+    if missing:
+        raise _malformed(path, f'it lacks the keywords {missing}')
+    header = fits.Header([card for card in source.cards
+                          if card.keyword in KEYWORDS
+                          or card.keyword == 'BUNIT'])
+    compact = [header.pop(key, None)
+               for key in ('BKGNAX2', 'BKGNAX1', 'BKGBITPX')]
+    if map_hdu.data is None:
+        if None in compact:
+            raise _malformed(path, 'it has no data and no BKGNAX1/BKGNAX2')
+        dtype = np.dtype(fits.BITPIX2DTYPE[compact[2]])
+        shape = tuple(compact[:2])
+        data = np.full(shape, header['BKGVALU'], dtype=dtype)
+        rms = np.full(shape, header['BKGSIG'], dtype=dtype)
+    else:
+        if BACKGROUND_HDUS[1] not in hdulist:
+            raise _malformed(path, 'there is no BKGRMS HDU')
+        data = _native(map_hdu.data)
+        rms = _native(hdulist[BACKGROUND_HDUS[1]].data)
+        if data.ndim != 2 or rms.shape != data.shape:
+            raise _malformed(path, f'map shape {data.shape} and RMS shape '
+                             f'{rms.shape} are not one 2-D shape')
+    background = Background(data, rms, header, path=path)
+    background.is_saved = True
+    return background
+
+
+def read_background(path):
+    """
+    Read the background of a standalone or a science file.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+
+    Returns
+    -------
+    background : `~ezbkg_ccd.Background`
+        With ``path`` set and ``is_saved`` `True`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    OSError
+        If it is not a readable FITS file.
+    ValueError
+        If it has no ``BKG`` HDU or that HDU is malformed.
+    """
+    with open_fits(path) as hdulist:
+        background = _background_from_hdulist(hdulist, path)
+    if background is None:
+        msg = f'{str(path)!r} holds no background (no BKG HDU)'
+        raise ValueError(msg)
+    return background
+
+
+def read_with_background(path, *, hdu=0):
+    """
+    Read an image and the background stored with it.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        A FITS file; ``.gz`` and tile-compressed HDUs are read too.
+    hdu : int or str, optional
+        The image HDU (default 0).
+
+    Returns
+    -------
+    ccd : `~astropy.nddata.CCDData`
+        With ``mask``, ``uncertainty`` (its type), ``unit`` (``adu`` when
+        the file has no ``BUNIT``), ``meta`` and ``wcs``.
+    background : `~ezbkg_ccd.Background` or None
+        `None` when the file holds no ``BKG`` HDU.
+
+    Raises
+    ------
+    FileNotFoundError, OSError, ValueError
+        As `read_background`, except that a missing background is `None`.
+    """
+    with open_fits(path) as hdulist:
+        background = _background_from_hdulist(hdulist, path)
+    return read_ccddata(path, hdu=hdu), background

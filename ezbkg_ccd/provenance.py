@@ -1,0 +1,101 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+The FITS provenance keywords that describe a background.
+
+`KEYWORDS` is the single list of every keyword ezbkg-ccd writes, with its
+meaning; headers, the documentation and the readers all use it.
+"""
+
+import datetime
+from importlib.metadata import PackageNotFoundError, version
+
+from astropy.io import fits
+
+__all__ = ['KEYWORDS', 'REQUIRED_KEYWORDS', 'SOFTWARE_KEYWORDS',
+           'provenance_header']
+
+#: Every provenance keyword, in the order written, with its meaning (also
+#: the card comment, so each fits beside any value: at most 46 characters).
+KEYWORDS = {
+    'BKGTYPE': 'background method (estimator name)',
+    'BKGIS2D': 'T: 2-D map; F: one constant level',
+    'BKGBOX': '[pix] mesh box size along y (rows)',
+    'BKGBOXX': '[pix] mesh box size along x (columns)',
+    'BKGFILT': '[mesh] median filter size along y',
+    'BKGFILTX': '[mesh] median filter size along x',
+    'BKGFTHR': 'median filter threshold',
+    'BKGVALU': 'global background level',
+    'BKGSIG': 'global background RMS',
+    'BKGNPIX': 'pixels behind one background estimate',
+    'BKGINVM': 'invalid-pixel masks used',
+    'BKGNINV': 'number of invalid pixels',
+    'BKGSRCM': 'source mask used: none, user or auto',
+    'BKGNSRC': 'number of source-masked pixels',
+    'BKGOPTS': 'further estimator options',
+    'TGTPATH': 'file the background was estimated from',
+    'BKGDATE': '[UTC] when the background was estimated',
+    'BKGVERS': 'ezbkg-ccd version',
+    'SEPVERS': 'sep version',
+    'PHOTVERS': 'photutils version',
+    'ASTRVERS': 'astropy version',
+    'NUMPVERS': 'numpy version',
+    'BKGNAX1': '[pix] width of a map stored without data',
+    'BKGNAX2': '[pix] height of a map stored without data',
+    'BKGBITPX': 'BITPIX of a map stored without data',
+}
+
+#: Keywords that a background header must hold to be read back.
+REQUIRED_KEYWORDS = ('BKGTYPE', 'BKGIS2D', 'BKGBOX', 'BKGBOXX', 'BKGFILT',
+                     'BKGFILTX', 'BKGFTHR', 'BKGVALU', 'BKGSIG', 'BKGNPIX')
+
+#: Keyword -> distribution whose version it records.
+SOFTWARE_KEYWORDS = {'BKGVERS': 'ezbkg-ccd', 'SEPVERS': 'sep',
+                     'PHOTVERS': 'photutils', 'ASTRVERS': 'astropy',
+                     'NUMPVERS': 'numpy'}
+
+
+def _version(distribution):
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return 'unknown'
+
+
+def provenance_header(values):
+    """
+    Return a `~astropy.io.fits.Header` of provenance keywords.
+
+    Parameters
+    ----------
+    values : dict
+        Keyword -> value for the keywords of `KEYWORDS` that describe the
+        estimate; the date and the software versions are added here.
+        Keywords whose value is `None` are left out.
+
+    Returns
+    -------
+    header : `~astropy.io.fits.Header`
+
+    Examples
+    --------
+    >>> from ezbkg_ccd.provenance import provenance_header
+    >>> header = provenance_header({'BKGTYPE': 'SEP', 'BKGVALU': 1.5})
+    >>> header['BKGVALU'], header.comments['BKGVALU']
+    (1.5, 'global background level')
+    >>> 'BKGVERS' in header
+    True
+    """
+    now = datetime.datetime.now(datetime.UTC)
+    values = {**values,
+              'BKGDATE': now.isoformat(timespec='seconds').replace('+00:00', ''),
+              **{key: _version(name)
+                 for key, name in SOFTWARE_KEYWORDS.items()}}
+    unknown = set(values) - set(KEYWORDS)
+    if unknown:
+        msg = f'values has unknown provenance keywords {sorted(unknown)}'
+        raise ValueError(msg)
+    header = fits.Header()
+    for key, comment in KEYWORDS.items():
+        if values.get(key) is not None:
+            header[key] = (values[key], comment)
+    return header

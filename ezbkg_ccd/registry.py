@@ -1,0 +1,175 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+The registry of background estimators, open to plugins.
+
+An estimator is a callable::
+
+    estimator(data, *, mask, box_size, filter_size, filter_threshold,
+              **options) -> BackgroundEstimate
+
+``data`` is a native-byte-order, C-contiguous float32 or float64 array
+that the estimator must not modify; ``mask`` is a boolean array, `True`
+where a pixel must not be used (invalid or source). ``box_size`` and
+``filter_size`` are ``(ny, nx)`` tuples already validated. Third-party
+packages add estimators with `register_estimator` or, without any
+import, through the ``ezbkg_ccd.estimators`` entry-point group.
+"""
+
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+
+import numpy as np
+
+__all__ = ['BackgroundEstimate', 'register_estimator', 'get_estimator',
+           'available_estimators', 'ENTRY_POINT_GROUP']
+
+ENTRY_POINT_GROUP = 'ezbkg_ccd.estimators'
+
+_REGISTRY = {}
+_entry_points_loaded = False
+
+
+@dataclass(frozen=True)
+class BackgroundEstimate:
+    """
+    What an estimator returns.
+
+    Parameters
+    ----------
+    background, rms : `~numpy.ndarray`
+        Full-size background and background RMS maps (a read-only
+        broadcast view is fine for a constant level).
+    global_back, global_rms : float
+        The global background level and RMS.
+    is_2d : bool
+        Whether ``background`` varies across the image.
+    samples_per_estimate : int
+        The number of pixels behind one independent estimate (a mesh, or
+        the whole frame for a constant level); sets the uncertainty of
+        the background model.
+    extra : dict, optional
+        Estimator-specific objects (e.g. the `sep.Background`); never
+        persisted.
+    """
+
+    background: np.ndarray
+    rms: np.ndarray
+    global_back: float
+    global_rms: float
+    is_2d: bool
+    samples_per_estimate: int
+    extra: dict = field(default_factory=dict)
+
+
+def register_estimator(name, estimator, *, overwrite=False):
+    """
+    Make ``estimator`` available as ``method=name``.
+
+    Parameters
+    ----------
+    name : str
+        The method name (case-insensitive, stored in lower case).
+    estimator : callable
+        See the module docstring for the calling convention.
+    overwrite : bool, optional
+        Replace an estimator already registered under ``name``. The
+        default is `False`.
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a string or ``estimator`` is not callable.
+    ValueError
+        If ``name`` is empty or already registered and not ``overwrite``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd import (BackgroundEstimate, estimate_background,
+    ...                        register_estimator)
+    >>> def median_level(data, *, mask, box_size, filter_size,
+    ...                  filter_threshold):
+    ...     level = float(np.median(data[~mask]))
+    ...     spread = float(np.std(data[~mask]))
+    ...     return BackgroundEstimate(
+    ...         np.broadcast_to(np.float32(level), data.shape),
+    ...         np.broadcast_to(np.float32(spread), data.shape),
+    ...         level, spread, is_2d=False, samples_per_estimate=data.size)
+    >>> register_estimator('median-level', median_level, overwrite=True)
+    >>> bkg = estimate_background(np.full((32, 32), 7.0),
+    ...                           method='median-level')
+    >>> bkg.global_back, bkg.method
+    (7.0, 'median-level')
+    """
+    if not isinstance(name, str):
+        msg = f'name must be a str, got {type(name).__name__}'
+        raise TypeError(msg)
+    if not callable(estimator):
+        msg = f'estimator must be callable, got {type(estimator).__name__}'
+        raise TypeError(msg)
+    key = name.strip().lower()
+    if not key:
+        msg = 'name must not be empty'
+        raise ValueError(msg)
+    if key in _REGISTRY and not overwrite:
+        msg = (f'name {key!r} is already registered; pass overwrite=True '
+               'to replace it')
+        raise ValueError(msg)
+    _REGISTRY[key] = estimator
+
+
+def _load_entry_points():
+    """Register the estimators that installed packages advertise, once."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        if entry_point.name.lower() not in _REGISTRY:
+            register_estimator(entry_point.name, entry_point.load())
+
+
+def available_estimators():
+    """
+    Return the sorted names of all registered estimators.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd import available_estimators
+    >>> {'constant', 'photutils', 'sep'} <= set(available_estimators())
+    True
+    """
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def get_estimator(name):
+    """
+    Return the estimator registered as ``name``.
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a string.
+    ValueError
+        If no estimator has that name; the message lists the known ones.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd import get_estimator
+    >>> get_estimator('nope')
+    Traceback (most recent call last):
+    ...
+    ValueError: method 'nope' is not a known estimator; known: constant, ...
+    """
+    if not isinstance(name, str):
+        msg = f'method must be a str, got {type(name).__name__}'
+        raise TypeError(msg)
+    key = name.strip().lower()
+    if key not in _REGISTRY:
+        _load_entry_points()
+    if key not in _REGISTRY:
+        known = ', '.join(available_estimators())
+        msg = f'method {name!r} is not a known estimator; known: {known}'
+        raise ValueError(msg)
+    return _REGISTRY[key]

@@ -1,0 +1,266 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+The ccdproc-style reduction steps: estimate and subtract the background.
+"""
+
+import os
+from numbers import Real
+
+import astropy.units as u
+import numpy as np
+from astropy.nddata import CCDData
+
+from ezbkg_ccd._inputs import (
+    as_ccddata,
+    as_mask,
+    as_pair,
+    work_dtype,
+    working_copy,
+)
+from ezbkg_ccd._metadata import log_entries, set_keyword
+from ezbkg_ccd._uncertainty import gain_in_electrons, subtracted_uncertainty
+from ezbkg_ccd.background import Background
+from ezbkg_ccd.provenance import KEYWORDS, provenance_header
+from ezbkg_ccd.registry import get_estimator
+
+__all__ = ['estimate_background', 'subtract_background']
+
+#: Keyword under which `subtract_background` logs its call (ccdproc style).
+LOG_KEYWORD = 'SUBBKG'
+
+
+def _as_threshold(value):
+    if not isinstance(value, Real) or isinstance(value, bool):
+        msg = f'filter_threshold must be a number, got {value!r}'
+        raise TypeError(msg)
+    if not (np.isfinite(value) and value >= 0):
+        msg = f'filter_threshold must be finite and >= 0, got {value!r}'
+        raise ValueError(msg)
+    return float(value)
+
+
+def _invalid_pixels(ccd, work, mask):
+    """Return the invalid-pixel mask and the names of what made it."""
+    invalid = ~np.isfinite(work)
+    sources = ['nonfinite'] if invalid.any() else []
+    for name, extra in (('ccd.mask', ccd.mask), ('mask', mask)):
+        extra = as_mask(extra, name=name, shape=work.shape)
+        if extra is not None:
+            invalid |= extra
+            sources.append(name)
+    return invalid, sources
+
+
+def _target(ccd):
+    """The file name of a path input, else `None`."""
+    return os.fspath(ccd) if isinstance(ccd, (str, os.PathLike)) else None
+
+
+def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
+              mask, source_mask, **options):
+    """`estimate_background`, also returning the estimator's raw result."""
+    target = _target(ccd)
+    ccd = as_ccddata(ccd)
+    estimator = get_estimator(method)
+    box_size = as_pair(box_size, name='box_size')
+    filter_size = as_pair(filter_size, name='filter_size', odd=True)
+    filter_threshold = _as_threshold(filter_threshold)
+    work = working_copy(ccd.data)
+    invalid, invalid_sources = _invalid_pixels(ccd, work, mask)
+    source_mask = as_mask(source_mask, name='source_mask', shape=work.shape)
+    excluded = invalid if source_mask is None else invalid | source_mask
+    if excluded.all():
+        msg = 'ccd has no valid pixels: every pixel is masked or non-finite'
+        raise ValueError(msg)
+    estimate = estimator(work, mask=excluded, box_size=box_size,
+                         filter_size=filter_size,
+                         filter_threshold=filter_threshold, **options)
+    header = provenance_header({
+        'BKGTYPE': method.strip().upper(), 'BKGIS2D': estimate.is_2d,
+        'BKGBOX': box_size[0], 'BKGBOXX': box_size[1],
+        'BKGFILT': filter_size[0], 'BKGFILTX': filter_size[1],
+        'BKGFTHR': filter_threshold, 'BKGVALU': estimate.global_back,
+        'BKGSIG': estimate.global_rms,
+        'BKGNPIX': estimate.samples_per_estimate,
+        'BKGINVM': '+'.join(invalid_sources) or 'none',
+        'BKGNINV': int(invalid.sum()),
+        'BKGSRCM': 'none' if source_mask is None else 'user',
+        'BKGNSRC': 0 if source_mask is None else int(source_mask.sum()),
+        'BKGOPTS': repr(dict(sorted(options.items()))) if options else None,
+        'TGTPATH': target})
+    header['BUNIT'] = ccd.unit.to_string()
+    background = Background(estimate.background, estimate.rms, header,
+                            source_mask=source_mask, invalid_mask=invalid)
+    return background, estimate
+
+
+def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
+                        filter_threshold=0.0, mask=None, source_mask=None,
+                        **options):
+    """
+    Estimate the sky background of an image.
+
+    Parameters
+    ----------
+    ccd : `~astropy.nddata.CCDData`, `~astropy.nddata.NDData`, \
+`~astropy.units.Quantity`, `~numpy.ndarray` or path
+        The 2-D image. Any numeric dtype and byte order is accepted
+        (integers and big-endian FITS data are converted); a unitless
+        input is taken to be in ``adu``; a path is read from FITS.
+    method : str, optional
+        A registered estimator: ``'sep'`` (SExtractor mesh background,
+        the default), ``'constant'`` (one sigma-clipped level),
+        ``'photutils'`` (`~photutils.background.Background2D`) or any
+        name added with `~ezbkg_ccd.register_estimator`.
+    box_size : int or (int, int), optional
+        Mesh size in pixels, ``(ny, nx)`` for a rectangle. The default
+        is 64.
+    filter_size : int or (int, int), optional
+        Odd median-filter size in meshes. The default is 3.
+    filter_threshold : float, optional
+        Median-filter threshold (0, the default, filters every mesh).
+    mask : array_like of bool, optional
+        Invalid pixels (`True`) to exclude, on top of ``ccd.mask`` and
+        all non-finite pixels.
+    source_mask : array_like of bool, optional
+        Source pixels (`True`) to exclude from the statistics without
+        marking them invalid.
+    **options
+        Further keywords for the estimator (recorded as ``BKGOPTS``).
+
+    Returns
+    -------
+    background : `~ezbkg_ccd.Background`
+        Float32 maps (float64 for float64 input) with provenance.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type.
+    ValueError
+        If the image is not 2-D or empty, a size is not a positive
+        (odd, for ``filter_size``) int, the box is larger than the image,
+        a mask has the wrong shape, ``method`` is unknown, or too few
+        pixels are valid to estimate anything.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd import estimate_background
+    >>> rng = np.random.default_rng(1)
+    >>> data = rng.normal(100.0, 5.0, (256, 256))
+    >>> data[10, 10] = np.inf
+    >>> bkg = estimate_background(data, box_size=64)
+    >>> print(f'{bkg.global_back:.1f} {bkg.global_rms:.1f}')
+    100.0 4.9
+    >>> bool(np.isfinite(bkg.data).all()), bkg.header['BKGINVM']
+    (True, 'nonfinite')
+    """
+    background, _ = _estimate(
+        ccd, method=method, box_size=box_size, filter_size=filter_size,
+        filter_threshold=filter_threshold, mask=mask,
+        source_mask=source_mask, **options)
+    return background
+
+
+def subtract_background(ccd, background=None, *, gain=None,
+                        add_keyword=True, **options):
+    """
+    Subtract the sky background from an image.
+
+    Parameters
+    ----------
+    ccd : `~astropy.nddata.CCDData`, `~astropy.nddata.NDData`, \
+`~astropy.units.Quantity`, `~numpy.ndarray` or path
+        The 2-D image (see `estimate_background`); never modified.
+    background : `~ezbkg_ccd.Background`, optional
+        The background to remove; estimated from ``ccd`` with
+        ``**options`` when not given.
+    gain : float or `~astropy.units.Quantity`, optional
+        Electrons per data unit, for the Poisson variance of sources
+        when ``ccd`` has no uncertainty (data in electrons need none).
+    add_keyword : bool, str, `~ccdproc.Keyword` or dict, optional
+        ccdproc's logging: `True` (default) records the call under
+        ``SUBBKG``; `False` records nothing; anything else is recorded
+        as given.
+    **options
+        Keywords of `estimate_background` (only without ``background``).
+
+    Returns
+    -------
+    result : `~astropy.nddata.CCDData`
+        ``ccd - background`` in the unit of ``ccd``, float32 (float64 for
+        float64 input). ``mask`` is ``ccd.mask`` or every invalid pixel;
+        ``uncertainty`` is the input's (same type) combined in quadrature
+        with the background model error, or, without one, built from the
+        background RMS, the model error and the Poisson term; ``meta``
+        is a copy with ``BKGSUB = True``, the provenance keywords and
+        the call logged; ``wcs`` is kept.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type, or ``options`` are given with
+        ``background``.
+    ValueError
+        As `estimate_background`, or if ``background`` does not match
+        the image shape.
+    astropy.units.UnitsError
+        If ``background`` is not in the unit of ``ccd``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.nddata import CCDData
+    >>> from ezbkg_ccd import subtract_background
+    >>> rng = np.random.default_rng(2)
+    >>> ccd = CCDData(rng.normal(50.0, 2.0, (128, 128)), unit='electron')
+    >>> result = subtract_background(ccd, box_size=32)
+    >>> print(f'{np.mean(result.data):.2f}', result.meta['BKGSUB'])
+    -0.03 True
+    >>> result.meta['SUBBKG']
+    'ccd=<CCDData>, box_size=32'
+    """
+    arguments = {'ccd': ccd, 'background': background, 'gain': gain,
+                 **options}
+    log = log_entries(add_keyword, LOG_KEYWORD,
+                      {k: v for k, v in arguments.items() if v is not None})
+    target = _target(ccd)
+    ccd = as_ccddata(ccd)
+    if background is None:
+        background = estimate_background(ccd, **options)
+        if target is not None:
+            background.header['TGTPATH'] = (target, KEYWORDS['TGTPATH'])
+    elif not isinstance(background, Background):
+        msg = ('background must be a Background, got '
+               f'{type(background).__name__}')
+        raise TypeError(msg)
+    elif options:
+        msg = (f'options {sorted(options)} are only used to estimate a '
+               'background; do not pass them with background')
+        raise TypeError(msg)
+    if background.shape != ccd.shape:
+        msg = (f'background has shape {background.shape}, but ccd has '
+               f'shape {ccd.shape}')
+        raise ValueError(msg)
+    if background.unit != ccd.unit:
+        msg = f'background is in {background.unit}, but ccd is in {ccd.unit}'
+        raise u.UnitsError(msg)
+    gain = gain_in_electrons(gain, ccd.unit)
+    residual = np.subtract(ccd.data, background.data, dtype=np.result_type(
+        work_dtype(ccd.data.dtype), background.data.dtype))
+    mask = ~np.isfinite(residual)
+    for extra in (ccd.mask, background.invalid_mask):
+        if extra is not None:
+            mask |= as_mask(extra, name='ccd.mask', shape=ccd.shape)
+    meta = ccd.meta.copy()
+    for key in background.header:
+        if key != 'BUNIT':
+            set_keyword(meta, key, background.header[key],
+                        background.header.comments[key])
+    set_keyword(meta, 'BKGSUB', True, 'sky background subtracted')
+    meta.update(log)
+    return CCDData(residual, unit=ccd.unit, mask=mask,
+                   uncertainty=subtracted_uncertainty(
+                       ccd, residual, background, gain=gain),
+                   meta=meta, wcs=ccd.wcs)

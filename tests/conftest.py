@@ -1,0 +1,81 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""Shared fixtures: real FITS files and synthetic skies of known background."""
+
+import contextlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import CCDData
+from astropy.utils.exceptions import AstropyUserWarning
+from astropy.wcs import FITSFixedWarning
+
+DATA = Path(__file__).parent / 'data'
+
+#: The noise sigma of every synthetic sky.
+SIGMA = 5.0
+
+
+@contextlib.contextmanager
+def eso_1992_header():
+    """
+    Silence what astropy says of the SEP test files' 1992 ESO headers.
+
+    They hold non-standard ``ESO-LOG`` cards and a DATE-OBS that astropy
+    repairs; neither concerns the background.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FITSFixedWarning)
+        warnings.filterwarnings('ignore', 'The following header keyword',
+                                AstropyUserWarning)
+        yield
+
+
+def read_sextractor_image():
+    """SEP's test image, read the way a user would (int16, big-endian)."""
+    with eso_1992_header():
+        ccd = CCDData.read(DATA / 'sextractor_image.fits', unit='adu')
+        ccd.meta = fits.Header()
+    return ccd
+
+
+@pytest.fixture
+def sextractor_image():
+    """SEP's test image as a CCDData read from its FITS file."""
+    return read_sextractor_image()
+
+
+@pytest.fixture
+def sextractor_maps():
+    """SExtractor's own BACKGROUND and BACKGROUND_RMS check images."""
+    with eso_1992_header():
+        return tuple(fits.getdata(DATA / f'sextractor_{name}.fits')
+                     for name in ('back', 'rms'))
+
+
+def make_sky(kind='flat', shape=(256, 256), seed=0):
+    """Return (image, true background) for a seeded synthetic sky."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:shape[0], :shape[1]]
+    if kind == 'flat':
+        truth = np.full(shape, 100.0)
+    elif kind == 'gradient':
+        truth = 100.0 + 0.2 * x + 0.1 * y
+    else:
+        raise ValueError(kind)
+    image = truth + rng.normal(0.0, SIGMA, shape)
+    return image.astype(np.float32), truth
+
+
+@pytest.fixture
+def sky():
+    """Factory of seeded synthetic skies: ``sky(kind, shape, seed)``."""
+    return make_sky
+
+
+@pytest.fixture
+def flat_sky():
+    """A 256x256 flat sky at 100 with noise sigma 5."""
+    return make_sky('flat')

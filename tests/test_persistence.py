@@ -1,0 +1,359 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""Tests of writing and reading backgrounds with FITS files."""
+
+import os
+from unittest import mock
+
+import ccdproc
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.nddata import (
+    CCDData,
+    InverseVariance,
+    StdDevUncertainty,
+    VarianceUncertainty,
+)
+from astropy.wcs import WCS
+
+from ezbkg_ccd import (
+    Background,
+    estimate_background,
+    read_background,
+    read_with_background,
+    subtract_background,
+    write_background,
+    write_with_background,
+)
+
+from .conftest import DATA, SIGMA
+
+
+def assert_same_background(actual, expected):
+    """Every attribute of two backgrounds agrees exactly."""
+    assert actual.data.dtype == expected.data.dtype
+    np.testing.assert_array_equal(actual.data, expected.data)
+    np.testing.assert_array_equal(actual.rms, expected.rms)
+    assert actual.header == expected.header
+    for name in ('method', 'is_2d', 'box_size', 'filter_size',
+                 'filter_threshold', 'global_back', 'global_rms', 'unit'):
+        assert getattr(actual, name) == getattr(expected, name), name
+
+
+def assert_same_ccd(actual, expected):
+    """Data, mask, uncertainty (type), unit, WCS and meta agree exactly."""
+    np.testing.assert_array_equal(actual.data, expected.data)
+    np.testing.assert_array_equal(actual.mask, expected.mask)
+    assert type(actual.uncertainty) is type(expected.uncertainty)
+    np.testing.assert_array_equal(actual.uncertainty.array,
+                                  expected.uncertainty.array)
+    assert actual.unit == expected.unit
+    if expected.wcs is None:
+        assert actual.wcs is None
+    else:
+        assert actual.wcs.to_header() == expected.wcs.to_header()
+    structural = ('', 'COMMENT', 'HISTORY', 'SIMPLE', 'BITPIX', 'NAXIS',
+                  'NAXIS1', 'NAXIS2', 'EXTEND', 'BZERO', 'BSCALE')
+    for key, value in expected.meta.items():
+        if key not in structural:
+            assert actual.meta[key] == value, key
+
+
+@pytest.fixture(params=[StdDevUncertainty, VarianceUncertainty,
+                        InverseVariance])
+def subtracted(request, flat_sky):
+    """A background-subtracted frame (each uncertainty type) and its background."""
+    data = flat_sky[0].copy()
+    data[30:40, 60:70] = np.nan
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ['RA---TAN', 'DEC--TAN']
+    wcs.wcs.crval = [10.0, -30.0]
+    wcs.wcs.crpix = [128.0, 128.0]
+    wcs.wcs.cdelt = [-2e-4, 2e-4]
+    value = {StdDevUncertainty: SIGMA, VarianceUncertainty: SIGMA**2,
+             InverseVariance: SIGMA**-2}[request.param]
+    ccd = CCDData(data, unit='adu', wcs=wcs,
+                  uncertainty=request.param(np.full(data.shape, value)),
+                  meta=fits.Header({'OBJECT': 'NGC 1', 'EXPTIME': 30.0}))
+    bkg = estimate_background(ccd, box_size=32)
+    return subtract_background(ccd, bkg), bkg
+
+
+class TestRoundTrip:
+    """What is written is read back exactly."""
+
+    @pytest.mark.parametrize('name, compress', [
+        ('out.fits', False), ('out.fits', True), ('out.fits.gz', False),
+        ('out.fits.gz', True)])
+    def test_synthetic(self, subtracted, tmp_path, name, compress):
+        """Data, mask, uncertainty, WCS, meta and background survive."""
+        result, bkg = subtracted
+        path = tmp_path / name
+        write_with_background(result, bkg, path, compress=compress)
+        ccd, again = read_with_background(path)
+        assert_same_ccd(ccd, result)
+        assert_same_background(again, bkg)
+        assert again.path == path
+        assert again.is_saved
+
+    def test_compressed_hdus(self, subtracted, tmp_path):
+        """compress=True tile-compresses the extensions."""
+        result, bkg = subtracted
+        write_with_background(result, bkg, tmp_path / 'c.fits', compress=True)
+        with fits.open(tmp_path / 'c.fits') as hdulist:
+            kinds = {hdu.name: type(hdu).__name__ for hdu in hdulist}
+        assert kinds == {'PRIMARY': 'PrimaryHDU', 'MASK': 'CompImageHDU',
+                         'UNCERT': 'CompImageHDU', 'BKG': 'CompImageHDU',
+                         'BKGRMS': 'CompImageHDU'}
+
+    def test_layout(self, subtracted, tmp_path):
+        """The file holds PRIMARY, MASK, UNCERT, BKG and BKGRMS."""
+        result, bkg = subtracted
+        write_with_background(result, bkg, tmp_path / 'out.fits')
+        with fits.open(tmp_path / 'out.fits') as hdulist:
+            assert [hdu.name for hdu in hdulist] == [
+                'PRIMARY', 'MASK', 'UNCERT', 'BKG', 'BKGRMS']
+            for name in ('BKG', 'BKGRMS'):
+                header = hdulist[name].header
+                assert header['BKGTYPE'] == 'SEP'
+                assert header['BKGBOX'] == 32
+                assert header['BUNIT'] == 'adu'
+
+    def test_plain_ccddata_read_ignores_background(self, subtracted,
+                                                   tmp_path):
+        """CCDData.read alone still reads the science data."""
+        result, bkg = subtracted
+        write_with_background(result, bkg, tmp_path / 'out.fits')
+        ccd = CCDData.read(tmp_path / 'out.fits')
+        assert_same_ccd(ccd, result)
+
+    def test_real_raw_frame(self, tmp_path):
+        """The real raw frame, reduced and subtracted, round-trips."""
+        raw = CCDData.read(DATA / 'raw_ccd_a8280271.fits', unit='adu')
+        ccd = ccdproc.subtract_overscan(raw, fits_section=raw.header['BIASSEC'],
+                                        median=True, overscan_axis=1)
+        ccd = ccdproc.trim_image(ccd, fits_section=ccd.header['TRIMSEC'])
+        bkg = estimate_background(ccd)
+        result = subtract_background(ccd, bkg, gain=raw.header['GAIN'])
+        path = tmp_path / 'a8280271_bkgsub.fits'
+        write_with_background(result, bkg, path)
+        ccd_again, bkg_again = read_with_background(path)
+        assert_same_ccd(ccd_again, result)
+        assert_same_background(bkg_again, bkg)
+        assert ccd_again.meta['SUBBKG'] == result.meta['SUBBKG']
+
+    def test_constant_is_compact(self, flat_sky, tmp_path):
+        """A constant background is stored without arrays by default."""
+        bkg = estimate_background(flat_sky[0], method='constant')
+        write_with_background(flat_sky[0], bkg, tmp_path / 'c.fits')
+        with fits.open(tmp_path / 'c.fits') as hdulist:
+            assert hdulist['BKG'].data is None
+            assert hdulist['BKG'].header['BKGNAX1'] == 256
+        _, again = read_with_background(tmp_path / 'c.fits')
+        assert_same_background(again, bkg)
+        assert again.data.flags.writeable
+
+    def test_constant_full_map(self, flat_sky, tmp_path):
+        """full_map=True stores a constant as arrays."""
+        bkg = estimate_background(flat_sky[0], method='constant')
+        write_with_background(flat_sky[0], bkg, tmp_path / 'c.fits',
+                              full_map=True)
+        with fits.open(tmp_path / 'c.fits') as hdulist:
+            assert hdulist['BKG'].data.shape == (256, 256)
+        assert_same_background(read_background(tmp_path / 'c.fits'), bkg)
+
+    @pytest.mark.parametrize('compress', [False, True])
+    def test_standalone(self, flat_sky, tmp_path, compress):
+        """bkg.write and Background.read round-trip a standalone file."""
+        bkg = estimate_background(flat_sky[0].astype(np.float64))
+        bkg.write(tmp_path / 'bkg.fits', compress=compress)
+        assert bkg.is_saved and bkg.path == tmp_path / 'bkg.fits'
+        again = Background.read(tmp_path / 'bkg.fits')
+        assert_same_background(again, bkg)
+        assert again.data.dtype == np.float64
+
+    def test_standalone_default_path(self, flat_sky, tmp_path):
+        """write() without a path uses bkg.path."""
+        bkg = estimate_background(flat_sky[0])
+        bkg.path = tmp_path / 'b.fits'
+        write_background(bkg)
+        assert (tmp_path / 'b.fits').is_file()
+
+    def test_plain_file_has_no_background(self, flat_sky, tmp_path):
+        """A file written by CCDData.write reads as (ccd, None)."""
+        CCDData(flat_sky[0], unit='adu').write(tmp_path / 'plain.fits')
+        ccd, bkg = read_with_background(tmp_path / 'plain.fits')
+        assert bkg is None
+        np.testing.assert_array_equal(ccd.data, flat_sky[0])
+
+    def test_file_without_unit_is_adu(self, flat_sky, tmp_path):
+        """A file without BUNIT is read in adu."""
+        fits.writeto(tmp_path / 'nounit.fits', flat_sky[0])
+        ccd, _ = read_with_background(tmp_path / 'nounit.fits')
+        assert ccd.unit == 'adu'
+
+
+class TestRewrite:
+    """Rewriting replaces, never duplicates, and keeps foreign HDUs."""
+
+    def test_no_duplicates_and_foreign_kept(self, subtracted, tmp_path):
+        """BKG/BKGRMS are replaced; other HDUs survive."""
+        result, bkg = subtracted
+        path = tmp_path / 'out.fits'
+        write_with_background(result, bkg, path)
+        with fits.open(path, mode='append') as hdulist:
+            hdulist.append(fits.ImageHDU(np.arange(6).reshape(2, 3),
+                                         name='WEIGHT'))
+            hdulist.append(fits.BinTableHDU.from_columns(
+                [fits.Column('x', 'E', array=[1.0, 2.0])], name='CATALOG'))
+        other = estimate_background(result, box_size=64, method='constant')
+        write_with_background(result, other, path, overwrite=True)
+        with fits.open(path) as hdulist:
+            names = [hdu.name for hdu in hdulist]
+            np.testing.assert_array_equal(hdulist['WEIGHT'].data,
+                                          np.arange(6).reshape(2, 3))
+            assert list(hdulist['CATALOG'].data['x']) == [1.0, 2.0]
+        assert sorted(names) == sorted(['PRIMARY', 'MASK', 'UNCERT', 'WEIGHT',
+                                        'CATALOG', 'BKG', 'BKGRMS'])
+        assert read_background(path).method == 'constant'
+
+    def test_exists_without_overwrite(self, subtracted, tmp_path):
+        """An existing file is not replaced unless asked."""
+        result, bkg = subtracted
+        path = tmp_path / 'out.fits'
+        path.write_bytes(b'precious')
+        with pytest.raises(FileExistsError, match='already exists'):
+            write_with_background(result, bkg, path)
+        with pytest.raises(FileExistsError, match='already exists'):
+            bkg.write(path)
+        assert path.read_bytes() == b'precious'
+
+    def test_overwrite_non_fits(self, subtracted, tmp_path):
+        """overwrite=True replaces a file that is not FITS."""
+        result, bkg = subtracted
+        path = tmp_path / 'out.fits'
+        path.write_bytes(b'junk')
+        write_with_background(result, bkg, path, overwrite=True)
+        assert read_background(path).method == 'sep'
+
+
+class TestAtomicWrite:
+    """An interrupted write leaves nothing half-written."""
+
+    def _interrupt(self):
+        return mock.patch.object(fits.HDUList, 'writeto',
+                                 side_effect=KeyboardInterrupt('stop'))
+
+    def test_no_partial_file(self, subtracted, tmp_path):
+        """No file appears under the final name, no temporary is left."""
+        result, bkg = subtracted
+        with self._interrupt(), pytest.raises(KeyboardInterrupt, match='stop'):
+            write_with_background(result, bkg, tmp_path / 'out.fits')
+        assert os.listdir(tmp_path) == []
+
+    def test_existing_file_intact(self, subtracted, tmp_path):
+        """An existing file is unchanged after a failed overwrite."""
+        result, bkg = subtracted
+        path = tmp_path / 'out.fits'
+        write_with_background(result, bkg, path)
+        before = path.read_bytes()
+        with self._interrupt(), pytest.raises(KeyboardInterrupt, match='stop'):
+            write_with_background(result, bkg, path, overwrite=True)
+        assert path.read_bytes() == before
+        assert os.listdir(tmp_path) == ['out.fits']
+
+
+class TestBadFiles:
+    """Unreadable files and unwritable places give clear errors."""
+
+    def test_missing(self, tmp_path):
+        """A missing file names its path."""
+        with pytest.raises(FileNotFoundError, match='nope.fits'):
+            read_with_background(tmp_path / 'nope.fits')
+
+    @pytest.mark.parametrize('content', [b'', b'not a fits file' * 20])
+    def test_not_fits(self, tmp_path, content):
+        """Empty and non-FITS files raise OSError naming the path."""
+        path = tmp_path / 'bad.fits'
+        path.write_bytes(content)
+        with pytest.raises(OSError, match="cannot read '.*bad.fits' as FITS"):
+            read_with_background(path)
+
+    def test_truncated(self, subtracted, tmp_path):
+        """A truncated file raises OSError naming the path."""
+        result, bkg = subtracted
+        path = tmp_path / 'out.fits'
+        write_with_background(result, bkg, path)
+        path.write_bytes(path.read_bytes()[:200_000])
+        with pytest.raises(OSError, match="'.*out.fits' as FITS.*truncated"):
+            read_with_background(path)
+        with pytest.raises(OSError, match='truncated'):
+            Background.read(path)
+
+    def test_no_background(self, flat_sky, tmp_path):
+        """Background.read of a file without BKG is a ValueError."""
+        fits.writeto(tmp_path / 'plain.fits', flat_sky[0])
+        with pytest.raises(ValueError, match='holds no background'):
+            Background.read(tmp_path / 'plain.fits')
+
+    @pytest.mark.parametrize('damage, match', [
+        (lambda h: h['BKG'].header.remove('BKGTYPE'), 'lacks the keywords'),
+        (lambda h: h.pop(h.index_of('BKGRMS')), 'no BKGRMS HDU'),
+        (lambda h: setattr(h['BKGRMS'], 'data', np.zeros((3, 3), 'f4')),
+         'not one 2-D shape'),
+    ])
+    def test_malformed(self, flat_sky, tmp_path, damage, match):
+        """A damaged BKG HDU is reported with the path."""
+        path = tmp_path / 'bkg.fits'
+        estimate_background(flat_sky[0]).write(path)
+        with fits.open(path) as hdulist:
+            damage(hdulist)
+            hdulist.writeto(tmp_path / 'damaged.fits')
+        expected = f"'.*damaged.fits' is malformed: .*{match}"
+        with pytest.raises(ValueError, match=expected):
+            read_background(tmp_path / 'damaged.fits')
+
+    def test_compact_without_shape(self, flat_sky, tmp_path):
+        """A dataless BKG HDU needs its shape keywords."""
+        bkg = estimate_background(flat_sky[0], method='constant')
+        bkg.write(tmp_path / 'bkg.fits')
+        with fits.open(tmp_path / 'bkg.fits') as hdulist:
+            del hdulist['BKG'].header['BKGNAX1']
+            hdulist.writeto(tmp_path / 'damaged.fits')
+        with pytest.raises(ValueError, match='no data and no BKGNAX1'):
+            read_background(tmp_path / 'damaged.fits')
+
+    def test_missing_directory(self, subtracted, tmp_path):
+        """Writing into a missing directory names it."""
+        result, bkg = subtracted
+        with pytest.raises(FileNotFoundError, match='no such directory'):
+            write_with_background(result, bkg, tmp_path / 'no' / 'out.fits')
+
+    def test_unwritable_directory(self, subtracted, tmp_path):
+        """A directory refusing new files gives OSError with the path."""
+        result, bkg = subtracted
+        refused = PermissionError(13, 'Permission denied')
+        with mock.patch('tempfile.mkstemp', side_effect=refused), \
+                pytest.raises(PermissionError,
+                              match="cannot write '.*out.fits': Permission"):
+            write_with_background(result, bkg, tmp_path / 'out.fits')
+
+    def test_no_path(self, flat_sky):
+        """write() needs a path from somewhere."""
+        with pytest.raises(ValueError, match='path must be given'):
+            estimate_background(flat_sky[0]).write()
+
+    def test_wrong_background_type(self, flat_sky, tmp_path):
+        """write_with_background wants a Background."""
+        with pytest.raises(TypeError, match='background must be a Background'):
+            write_with_background(flat_sky[0], flat_sky[1], tmp_path / 'x.fits')
+
+
+def test_docs_list_every_keyword():
+    """The persistence page documents every keyword that is written."""
+    from ezbkg_ccd.provenance import KEYWORDS
+
+    page = (DATA.parent.parent / 'docs' / 'persistence.rst').read_text()
+    missing = [key for key in [*KEYWORDS, 'BUNIT', 'BKGSUB', 'SUBBKG']
+               if f'``{key}``' not in page]
+    assert missing == []

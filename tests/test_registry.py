@@ -1,0 +1,108 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""Tests of the estimator registry and its entry points."""
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from ezbkg_ccd import (
+    BackgroundEstimate,
+    available_estimators,
+    estimate_background,
+    get_estimator,
+    register_estimator,
+    registry,
+)
+
+
+def _percentile_estimator(data, *, mask, box_size, filter_size,
+                          filter_threshold, percentile=50.0):
+    """A constant level at a percentile of the unmasked pixels."""
+    level = float(np.percentile(data[~mask], percentile))
+    return BackgroundEstimate(
+        np.broadcast_to(np.asarray(level, data.dtype), data.shape),
+        np.broadcast_to(np.asarray(1.0, data.dtype), data.shape),
+        level, 1.0, is_2d=False, samples_per_estimate=int((~mask).sum()))
+
+
+@pytest.fixture
+def clean_registry(monkeypatch):
+    """A registry whose changes are undone after the test."""
+    monkeypatch.setattr(registry, '_REGISTRY', dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, '_entry_points_loaded', False)
+
+
+@pytest.mark.usefixtures('clean_registry')
+class TestRegistry:
+    """register_estimator, get_estimator and available_estimators."""
+
+    def test_builtins(self):
+        """The three built-in methods are there."""
+        assert {'sep', 'constant', 'photutils'} <= set(available_estimators())
+
+    def test_register_and_use(self, flat_sky):
+        """A registered estimator is used by name with its options."""
+        register_estimator('Percentile', _percentile_estimator)
+        bkg = estimate_background(flat_sky[0], method='percentile',
+                                  percentile=90.0)
+        assert bkg.global_back == pytest.approx(
+            np.percentile(flat_sky[0], 90.0), rel=1e-6)
+        assert bkg.method == 'percentile'
+        assert bkg.header['BKGOPTS'] == "{'percentile': 90.0}"
+        assert get_estimator('PERCENTILE') is _percentile_estimator
+
+    def test_no_silent_replacement(self):
+        """A name is only replaced with overwrite=True."""
+        with pytest.raises(ValueError, match="'sep' is already registered"):
+            register_estimator('sep', _percentile_estimator)
+        register_estimator('sep', _percentile_estimator, overwrite=True)
+        assert get_estimator('sep') is _percentile_estimator
+
+    @pytest.mark.parametrize('name, estimator, error, match', [
+        (3, _percentile_estimator, TypeError, 'name must be a str'),
+        ('x', 'not callable', TypeError, 'estimator must be callable'),
+        ('  ', _percentile_estimator, ValueError, 'name must not be empty'),
+    ])
+    def test_bad_registration(self, name, estimator, error, match):
+        """Bad names and non-callables are refused."""
+        with pytest.raises(error, match=match):
+            register_estimator(name, estimator)
+
+    def test_unknown(self):
+        """An unknown name lists the known ones."""
+        with pytest.raises(ValueError, match='known: constant, photutils, sep'):
+            get_estimator('nope')
+
+    def test_method_type(self):
+        """method must be a string."""
+        with pytest.raises(TypeError, match='method must be a str'):
+            get_estimator(None)
+
+
+@pytest.mark.usefixtures('clean_registry')
+def test_entry_point_plugin(tmp_path, monkeypatch, flat_sky):
+    """An installed package's entry point adds an estimator, no import."""
+    (tmp_path / 'skyplugin.py').write_text(textwrap.dedent("""
+        import numpy as np
+        from ezbkg_ccd import BackgroundEstimate
+
+        def minimum(data, *, mask, box_size, filter_size, filter_threshold):
+            level = float(data[~mask].min())
+            return BackgroundEstimate(
+                np.full(data.shape, level, data.dtype),
+                np.zeros(data.shape, data.dtype), level, 0.0, is_2d=False,
+                samples_per_estimate=1)
+    """))
+    info = tmp_path / 'skyplugin-1.0.dist-info'
+    info.mkdir()
+    (info / 'METADATA').write_text('Metadata-Version: 2.1\nName: skyplugin\n'
+                                   'Version: 1.0\n')
+    (info / 'entry_points.txt').write_text(
+        '[ezbkg_ccd.estimators]\nsky-minimum = skyplugin:minimum\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, 'skyplugin', raising=False)
+    assert 'sky-minimum' in available_estimators()
+    bkg = estimate_background(flat_sky[0], method='sky-minimum')
+    assert bkg.global_back == pytest.approx(float(flat_sky[0].min()))
