@@ -16,6 +16,13 @@ from astropy.nddata import CCDData
 __all__ = []
 
 
+def _file_mode():
+    """Permissions of a new file under the process umask (mkstemp uses 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def open_fits(path):
     """
@@ -103,6 +110,7 @@ def atomic_write(hdulist, path, *, overwrite=False):
         raise OSError(exc.errno, msg) from exc
     os.close(handle)
     try:
+        os.chmod(temporary, _file_mode())
         hdulist.writeto(temporary, overwrite=True, output_verify='exception')
         os.replace(temporary, path)
     except BaseException:

@@ -9,13 +9,15 @@ from astropy.io import fits
 from astropy.nddata import NDData
 from ccdproc import Keyword
 
+from ezbkg_ccd.provenance import set_card
+
 __all__ = []
 
 
 def set_keyword(meta, key, value, comment):
     """Set ``key``: with its comment in a FITS header, plainly in a dict."""
     if isinstance(meta, fits.Header):
-        meta[key] = (value, comment)
+        set_card(meta, key, value, comment)
     else:
         meta[key] = value
 

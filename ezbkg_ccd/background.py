@@ -157,6 +157,26 @@ class Background:
                        uncertainty=StdDevUncertainty(np.array(self.rms)),
                        meta=fits.Header(self.header))
 
+    @property
+    def is_exists(self):
+        """Whether a file exists at `path`."""
+        return self.path is not None and self.path.is_file()
+
+    @property
+    def data_load(self):
+        """Whether the maps are in memory."""
+        return self.data is not None
+
+    @property
+    def header_load(self):
+        """Whether the provenance header is in memory."""
+        return self.header is not None
+
+    @property
+    def savedir(self):
+        """The folder of `path` (`None` without a path)."""
+        return None if self.path is None else self.path.parent
+
     def write(self, path=None, *, overwrite=False, compress=False):
         """
         Write this background to a standalone FITS file.
@@ -179,7 +199,29 @@ class Background:
 
         return read_background(path)
 
+    def remove(self):
+        """
+        Delete the file at `path`; the object itself is kept.
+
+        Returns
+        -------
+        removed : bool
+            Whether a file was deleted.
+        """
+        self.is_saved = False
+        if not self.is_exists:
+            return False
+        self.path.unlink()
+        return True
+
     def __repr__(self):
-        return (f'<Background method={self.method!r} shape={self.shape} '
-                f'global_back={self.global_back:.6g} '
-                f'global_rms={self.global_rms:.6g} unit={self.unit!s}>')
+        fields = {'is_exists': self.is_exists, 'is_saved': self.is_saved,
+                  'data_load': self.data_load,
+                  'header_load': self.header_load, 'path': self.path,
+                  'savedir': self.savedir, 'method': self.method,
+                  'shape': self.shape,
+                  'global_back': f'{self.global_back:.6g}',
+                  'global_rms': f'{self.global_rms:.6g}', 'unit': self.unit}
+        lines = ',\n'.join(f'  {key} = {value}'
+                           for key, value in fields.items())
+        return f'Background(\n{lines}\n)'

@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from astropy.io import fits
 
 __all__ = ['KEYWORDS', 'REQUIRED_KEYWORDS', 'SOFTWARE_KEYWORDS',
-           'provenance_header']
+           'provenance_header', 'set_card']
 
 #: Every provenance keyword, in the order written, with its meaning (also
 #: the card comment, so each fits beside any value: at most 46 characters).
@@ -52,6 +52,28 @@ REQUIRED_KEYWORDS = ('BKGTYPE', 'BKGIS2D', 'BKGBOX', 'BKGBOXX', 'BKGFILT',
 SOFTWARE_KEYWORDS = {'BKGVERS': 'ezbkg-ccd', 'SEPVERS': 'sep',
                      'PHOTVERS': 'photutils', 'ASTRVERS': 'astropy',
                      'NUMPVERS': 'numpy'}
+
+
+def set_card(header, key, value, comment=''):
+    """
+    Set ``header[key]``, shortening the comment so the card fits.
+
+    astropy warns (and truncates) when a string value and its comment do
+    not fit one 80-character card; this trims the comment instead.
+
+    Examples
+    --------
+    >>> from astropy.io import fits
+    >>> from ezbkg_ccd.provenance import set_card
+    >>> header = fits.Header()
+    >>> set_card(header, 'TGTPATH', '/data/' + 'n' * 49 + '.fits', 'target')
+    >>> header.comments['TGTPATH']
+    'targe'
+    """
+    if isinstance(value, str) and len(value) <= 68:
+        quoted = max(len(value.replace("'", "''")) + 2, 20)
+        comment = comment[:max(80 - 10 - quoted - 3, 0)]
+    header[key] = (value, comment)
 
 
 def _version(distribution):
@@ -97,5 +119,5 @@ def provenance_header(values):
     header = fits.Header()
     for key, comment in KEYWORDS.items():
         if values.get(key) is not None:
-            header[key] = (values[key], comment)
+            set_card(header, key, values[key], comment)
     return header

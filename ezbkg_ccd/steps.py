@@ -20,7 +20,7 @@ from ezbkg_ccd._inputs import (
 from ezbkg_ccd._metadata import log_entries, set_keyword
 from ezbkg_ccd._uncertainty import gain_in_electrons, subtracted_uncertainty
 from ezbkg_ccd.background import Background
-from ezbkg_ccd.provenance import KEYWORDS, provenance_header
+from ezbkg_ccd.provenance import KEYWORDS, provenance_header, set_card
 from ezbkg_ccd.registry import get_estimator
 
 __all__ = ['estimate_background', 'subtract_background']
@@ -230,7 +230,8 @@ def subtract_background(ccd, background=None, *, gain=None,
     if background is None:
         background = estimate_background(ccd, **options)
         if target is not None:
-            background.header['TGTPATH'] = (target, KEYWORDS['TGTPATH'])
+            set_card(background.header, 'TGTPATH', target,
+                     KEYWORDS['TGTPATH'])
     elif not isinstance(background, Background):
         msg = ('background must be a Background, got '
                f'{type(background).__name__}')

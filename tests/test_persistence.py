@@ -217,6 +217,16 @@ class TestRewrite:
                                         'CATALOG', 'BKG', 'BKGRMS'])
         assert read_background(path).method == 'constant'
 
+    def test_permissions_follow_umask(self, subtracted, tmp_path):
+        """Atomic writes give the usual permissions, not mkstemp's 0600."""
+        result, bkg = subtracted
+        umask = os.umask(0o022)
+        try:
+            write_with_background(result, bkg, tmp_path / 'out.fits')
+        finally:
+            os.umask(umask)
+        assert (tmp_path / 'out.fits').stat().st_mode & 0o777 == 0o644
+
     def test_exists_without_overwrite(self, subtracted, tmp_path):
         """An existing file is not replaced unless asked."""
         result, bkg = subtracted
