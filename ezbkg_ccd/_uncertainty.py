@@ -7,7 +7,8 @@ from numbers import Real
 
 import astropy.units as u
 import numpy as np
-from astropy.nddata import StdDevUncertainty, VarianceUncertainty
+from astropy.nddata import (InverseVariance, StdDevUncertainty,
+                            VarianceUncertainty)
 
 __all__ = []
 
@@ -38,18 +39,59 @@ def gain_in_electrons(gain, unit):
     return value
 
 
+#: Uncertainty types converted in place: to and from a variance array,
+#: and the power of the uncertainty's unit that a variance has.
+_TO_VARIANCE = {StdDevUncertainty: np.square,
+                VarianceUncertainty: np.array,
+                InverseVariance: np.reciprocal}
+_UNIT_POWER = {StdDevUncertainty: 2, VarianceUncertainty: 1,
+               InverseVariance: -1}
+_FROM_VARIANCE = {StdDevUncertainty: np.sqrt,
+                  VarianceUncertainty: None,
+                  InverseVariance: np.reciprocal}
+
+#: Rows per block when adding a scaled map, to bound temporary memory.
+_BLOCK_ROWS = 256
+
+
 def _variance(uncertainty, unit):
-    """The variance array of any astropy uncertainty, in ``unit**2``."""
-    try:
-        variance = uncertainty.represent_as(VarianceUncertainty)
-    except (TypeError, AttributeError) as exc:
-        msg = (f'ccd.uncertainty of type {type(uncertainty).__name__} '
-               'cannot be converted to a variance')
-        raise TypeError(msg) from exc
-    if variance.unit is None:
-        return variance.array
-    return u.Quantity(variance.array, variance.unit,
-                      copy=False).to_value(unit**2)
+    """A new variance array (float) of any astropy uncertainty, in unit**2."""
+    kind = type(uncertainty)
+    if kind in _TO_VARIANCE:
+        array = np.asarray(uncertainty.array)
+        if array.dtype.kind != 'f':
+            array = array.astype(np.float64)
+        variance = _TO_VARIANCE[kind](array)
+        if uncertainty._unit is not None:
+            scale = (uncertainty._unit ** _UNIT_POWER[kind]).to(unit**2)
+            if scale != 1:
+                variance *= scale
+    else:
+        try:
+            variance = uncertainty.represent_as(VarianceUncertainty).array
+        except (TypeError, AttributeError) as exc:
+            msg = (f'ccd.uncertainty of type {kind.__name__} cannot be '
+                   'converted to a variance')
+            raise TypeError(msg) from exc
+    return variance
+
+
+def _as_uncertainty(variance, kind, unit):
+    """Turn a variance array into an uncertainty of ``kind`` (in place)."""
+    if kind in _FROM_VARIANCE:
+        convert = _FROM_VARIANCE[kind]
+        if convert is not None:
+            convert(variance, out=variance)
+        return kind(variance, unit=unit ** (2 // _UNIT_POWER[kind]),
+                    copy=False)
+    return VarianceUncertainty(variance, unit=unit**2).represent_as(kind)
+
+
+def _add_in_blocks(out, function):
+    """``out += function(rows)`` block by block, to bound temporaries."""
+    for start in range(0, out.shape[0], _BLOCK_ROWS):
+        rows = slice(start, start + _BLOCK_ROWS)
+        out[rows] += function(rows)
 
 
 def subtracted_uncertainty(ccd, residual, background, *, gain):
@@ -63,12 +105,15 @@ def subtracted_uncertainty(ccd, residual, background, *, gain):
     plus the Poisson variance of the residual counts when ``gain`` (in
     electrons per data unit) is known.
     """
-    model_variance = np.square(background.error)
+    rms = background.rms
+    scale = background.error_variance_scale
     if ccd.uncertainty is not None:
-        variance = _variance(ccd.uncertainty, ccd.unit) + model_variance
-        return VarianceUncertainty(variance, unit=ccd.unit**2).represent_as(
-            type(ccd.uncertainty))
-    variance = np.square(background.rms) + model_variance
+        variance = _variance(ccd.uncertainty, ccd.unit)
+        _add_in_blocks(variance, lambda rows: scale * np.square(rms[rows]))
+        return _as_uncertainty(variance, type(ccd.uncertainty), ccd.unit)
+    variance = np.square(rms, dtype=residual.dtype)
+    variance *= variance.dtype.type(1 + scale)
     if gain is not None:
-        variance += np.clip(residual, 0, None) / variance.dtype.type(gain)
-    return StdDevUncertainty(np.sqrt(variance, out=variance), unit=ccd.unit)
+        _add_in_blocks(variance, lambda rows: np.clip(
+            residual[rows], 0, None) / variance.dtype.type(gain))
+    return _as_uncertainty(variance, StdDevUncertainty, ccd.unit)

@@ -14,6 +14,11 @@ from ezbkg_ccd.provenance import REQUIRED_KEYWORDS
 
 __all__ = ['Background']
 
+#: Variance of SExtractor's mode ``2.5 median - 1.5 mean`` of n Gaussian
+#: samples, in units of sigma**2 / n: 6.25 var(median) + 2.25 var(mean)
+#: - 7.5 cov(median, mean), with var(median) = pi/2 and cov = 1.
+_MODE_VARIANCE_FACTOR = 6.25 * np.pi / 2 + 2.25 - 7.5
+
 
 class Background:
     """
@@ -26,9 +31,10 @@ class Background:
 
     Parameters
     ----------
-    data : array_like
-        The background map.
-    rms : array_like
+    data : array_like or callable
+        The background map, or a zero-argument callable computing it on
+        first access (`data_load` is `False` until then).
+    rms : array_like or callable
         The background RMS (sky noise per pixel) map, same shape.
     header : `~astropy.io.fits.Header`
         Provenance keywords (see `ezbkg_ccd.provenance.KEYWORDS`) and
@@ -39,6 +45,11 @@ class Background:
         The invalid pixels the estimate excluded, if known.
     path : str or `~pathlib.Path`, optional
         The file this background was read from or written to.
+    shape : (int, int), optional
+        The image shape; required when a map is a callable.
+    subtract_from : callable, optional
+        In-place subtraction without a full-size map, used by
+        `subtract_from` while `data` is not computed.
 
     Raises
     ------
@@ -60,13 +71,22 @@ class Background:
     """
 
     def __init__(self, data, rms, header, *, source_mask=None,
-                 invalid_mask=None, path=None):
-        self.data = np.asanyarray(data)
-        self.rms = np.asanyarray(rms)
-        if self.data.ndim != 2 or self.rms.shape != self.data.shape:
+                 invalid_mask=None, path=None, shape=None,
+                 subtract_from=None):
+        self._data = data if callable(data) else np.asanyarray(data)
+        self._rms = rms if callable(rms) else np.asanyarray(rms)
+        if callable(data) or callable(rms):
+            if shape is None:
+                msg = 'shape must be given when a map is computed lazily'
+                raise ValueError(msg)
+            self._shape = tuple(shape)
+        elif self._data.ndim != 2 or self._rms.shape != self._data.shape:
             msg = ('data and rms must be 2-D arrays of one shape, got '
-                   f'{self.data.shape} and {self.rms.shape}')
+                   f'{self._data.shape} and {self._rms.shape}')
             raise ValueError(msg)
+        else:
+            self._shape = self._data.shape
+        self._subtract_from = subtract_from
         missing = [key for key in REQUIRED_KEYWORDS if key not in header]
         if missing:
             msg = f'header lacks the provenance keywords {missing}'
@@ -78,9 +98,52 @@ class Background:
         self.is_saved = False
 
     @property
+    def data(self):
+        """The background map (computed on first access if lazy)."""
+        if callable(self._data):
+            self._data = np.asanyarray(self._data())
+        return self._data
+
+    @property
+    def rms(self):
+        """The background RMS map (computed on first access if lazy)."""
+        if callable(self._rms):
+            self._rms = np.asanyarray(self._rms())
+        return self._rms
+
+    def load(self):
+        """Compute any lazily evaluated map now; return this background."""
+        for name in ('data', 'rms'):
+            getattr(self, name)
+        return self
+
+    @property
     def shape(self):
         """The image shape, ``(ny, nx)``."""
-        return self.data.shape
+        return self._shape
+
+    def subtract_from(self, array):
+        """
+        Subtract the background from a float ``array`` in place.
+
+        While the map has not been computed, an estimator's own in-place
+        subtraction (SEP's ``subfrom``) is used, so no full-size map is
+        made.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ezbkg_ccd import estimate_background
+        >>> data = np.full((64, 64), 5.0, dtype=np.float32)
+        >>> residual = data.copy()
+        >>> estimate_background(data, box_size=32).subtract_from(residual)
+        >>> float(np.abs(residual).max())
+        0.0
+        """
+        if callable(self._data) and self._subtract_from is not None:
+            self._subtract_from(array)
+        else:
+            np.subtract(array, self.data, out=array, casting='unsafe')
 
     @property
     def unit(self):
@@ -133,9 +196,13 @@ class Background:
         about ``2.14 rms / sqrt(BKGNPIX)`` (an upper bound where the
         median filter and the spline average meshes).
         """
-        variance_factor = 6.25 * np.pi / 2 + 2.25 - 7.5
-        scale = np.sqrt(variance_factor / self.header['BKGNPIX'])
+        scale = np.sqrt(self.error_variance_scale)
         return self.rms * self.rms.dtype.type(scale)
+
+    @property
+    def error_variance_scale(self):
+        """``(error / rms) ** 2``: the model variance per unit sky variance."""
+        return _MODE_VARIANCE_FACTOR / self.header['BKGNPIX']
 
     def to_ccddata(self):
         """
@@ -164,8 +231,8 @@ class Background:
 
     @property
     def data_load(self):
-        """Whether the maps are in memory."""
-        return self.data is not None
+        """Whether the background map is in memory (not still to compute)."""
+        return not callable(self._data)
 
     @property
     def header_load(self):

@@ -30,20 +30,23 @@ def _require_usable_mesh(mask, box_size):
         msg = (f'box_size {box_size} is larger than the image {mask.shape}; '
                'use a smaller box_size or method="constant"')
         raise ValueError(msg)
-    usable = ~mask
-    rows = np.add.reduceat(usable, np.arange(0, mask.shape[0], box_size[0]),
-                           axis=0, dtype=np.intp)
-    counts = np.add.reduceat(rows, np.arange(0, mask.shape[1], box_size[1]),
-                             axis=1, dtype=np.intp)
-    heights = np.diff(np.r_[0:mask.shape[0]:box_size[0], mask.shape[0]])
-    widths = np.diff(np.r_[0:mask.shape[1]:box_size[1], mask.shape[1]])
-    if not np.any(counts >= MIN_MESH_COVERAGE * np.outer(heights, widths)):
-        msg = (f'ccd has too few valid pixels to estimate a background: no '
-               f'{box_size[0]}x{box_size[1]} box is at least '
-               f'{MIN_MESH_COVERAGE:.0%} unmasked ({int(counts.sum())} usable '
-               f'of {mask.size} pixels); use a larger box_size, a smaller '
-               'mask or method="constant"')
-        raise ValueError(msg)
+    excluded = np.count_nonzero(mask)
+    if excluded <= (1 - MIN_MESH_COVERAGE) * mask.size:
+        return  # some mesh is at least as usable as the whole image
+    columns = np.arange(0, mask.shape[1], box_size[1])
+    widths = np.diff(np.r_[columns, mask.shape[1]])
+    for top in range(0, mask.shape[0], box_size[0]):
+        band = mask[top:top + box_size[0]]
+        usable = band.shape[0] - np.count_nonzero(band, axis=0)
+        counts = np.add.reduceat(usable, columns)
+        if np.any(counts >= MIN_MESH_COVERAGE * band.shape[0] * widths):
+            return
+    msg = (f'ccd has too few valid pixels to estimate a background: no '
+           f'{box_size[0]}x{box_size[1]} box is at least '
+           f'{MIN_MESH_COVERAGE:.0%} unmasked ({mask.size - excluded} usable '
+           f'of {mask.size} pixels); use a larger box_size, a smaller mask '
+           'or method="constant"')
+    raise ValueError(msg)
 
 
 def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold):
@@ -64,7 +67,7 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold):
     >>> estimate = sep_estimator(data, mask=np.zeros(data.shape, bool),
     ...                          box_size=(64, 64), filter_size=(3, 3),
     ...                          filter_threshold=0.0)
-    >>> estimate.global_back, estimate.background.dtype
+    >>> estimate.global_back, estimate.background().dtype
     (3.0, dtype('float32'))
     """
     _require_usable_mesh(mask, box_size)
@@ -73,10 +76,11 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold):
         bh=box_size[0], bw=box_size[1], fh=filter_size[0], fw=filter_size[1],
         fthresh=filter_threshold)
     return BackgroundEstimate(
-        background.back(), background.rms(), float(background.globalback),
+        background.back, background.rms, float(background.globalback),
         float(background.globalrms), is_2d=True,
         samples_per_estimate=box_size[0] * box_size[1],
-        extra={'sep_background': background})
+        extra={'sep_background': background},
+        subtract_from=background.subfrom)
 
 
 def constant_estimator(data, *, mask, box_size, filter_size,

@@ -97,7 +97,8 @@ class BackgroundGenerator:
 
     def _finish(self, image, background, *, save, overwrite, visualize,
                 save_fig, verbose):
-        """Place, link, save, plot and report a new background."""
+        """Load, place, link, save, plot and report a new background."""
+        background.load()
         background.path = self._output_path(image, '.bkg.fits')
         if image.path is not None:
             set_card(background.header, 'TGTPATH', str(image.path),

@@ -7,6 +7,7 @@ meaning; headers, the documentation and the readers all use it.
 """
 
 import datetime
+import functools
 from importlib.metadata import PackageNotFoundError, version
 
 from astropy.io import fits
@@ -76,6 +77,7 @@ def set_card(header, key, value, comment=''):
     header[key] = (value, comment)
 
 
+@functools.cache
 def _version(distribution):
     try:
         return version(distribution)

@@ -36,9 +36,10 @@ class BackgroundEstimate:
 
     Parameters
     ----------
-    background, rms : `~numpy.ndarray`
+    background, rms : `~numpy.ndarray` or callable
         Full-size background and background RMS maps (a read-only
-        broadcast view is fine for a constant level).
+        broadcast view is fine for a constant level), or zero-argument
+        callables that compute them when first needed.
     global_back, global_rms : float
         The global background level and RMS.
     is_2d : bool
@@ -50,6 +51,9 @@ class BackgroundEstimate:
     extra : dict, optional
         Estimator-specific objects (e.g. the `sep.Background`); never
         persisted.
+    subtract_from : callable, optional
+        Subtracts the background from a float array in place without a
+        full-size map (e.g. `sep.Background.subfrom`).
     """
 
     background: np.ndarray
@@ -59,6 +63,7 @@ class BackgroundEstimate:
     is_2d: bool
     samples_per_estimate: int
     extra: dict = field(default_factory=dict)
+    subtract_from: object = None
 
 
 def register_estimator(name, estimator, *, overwrite=False):

@@ -41,7 +41,8 @@ def _as_threshold(value):
 
 def _invalid_pixels(ccd, work, mask):
     """Return the invalid-pixel mask and the names of what made it."""
-    invalid = ~np.isfinite(work)
+    invalid = np.isfinite(work)
+    np.logical_not(invalid, out=invalid)
     sources = ['nonfinite'] if invalid.any() else []
     for name, extra in (('ccd.mask', ccd.mask), ('mask', mask)):
         extra = as_mask(extra, name=name, shape=work.shape)
@@ -90,7 +91,9 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
         'TGTPATH': target})
     header['BUNIT'] = ccd.unit.to_string()
     background = Background(estimate.background, estimate.rms, header,
-                            source_mask=source_mask, invalid_mask=invalid)
+                            source_mask=source_mask, invalid_mask=invalid,
+                            shape=work.shape,
+                            subtract_from=estimate.subtract_from)
     return background, estimate
 
 
@@ -227,7 +230,8 @@ def subtract_background(ccd, background=None, *, gain=None,
                       {k: v for k, v in arguments.items() if v is not None})
     target = _target(ccd)
     ccd = as_ccddata(ccd)
-    if background is None:
+    estimated = background is None
+    if estimated:
         background = estimate_background(ccd, **options)
         if target is not None:
             set_card(background.header, 'TGTPATH', target,
@@ -248,12 +252,13 @@ def subtract_background(ccd, background=None, *, gain=None,
         msg = f'background is in {background.unit}, but ccd is in {ccd.unit}'
         raise u.UnitsError(msg)
     gain = gain_in_electrons(gain, ccd.unit)
-    residual = np.subtract(ccd.data, background.data, dtype=np.result_type(
-        work_dtype(ccd.data.dtype), background.data.dtype))
-    mask = ~np.isfinite(residual)
-    for extra in (ccd.mask, background.invalid_mask):
-        if extra is not None:
-            mask |= as_mask(extra, name='ccd.mask', shape=ccd.shape)
+    dtype = work_dtype(ccd.data.dtype)
+    if background.data_load:
+        dtype = np.result_type(dtype, background.data.dtype)
+    residual = np.array(ccd.data, dtype=dtype, order='C')
+    background.subtract_from(residual)
+    mask = _output_mask(ccd, background, residual, estimated)
+    uncertainty = subtracted_uncertainty(ccd, residual, background, gain=gain)
     meta = ccd.meta.copy()
     for key in background.header:
         if key != 'BUNIT':
@@ -262,6 +267,22 @@ def subtract_background(ccd, background=None, *, gain=None,
     set_keyword(meta, 'BKGSUB', True, 'sky background subtracted')
     meta.update(log)
     return CCDData(residual, unit=ccd.unit, mask=mask,
-                   uncertainty=subtracted_uncertainty(
-                       ccd, residual, background, gain=gain),
-                   meta=meta, wcs=ccd.wcs)
+                   uncertainty=uncertainty, meta=meta, wcs=ccd.wcs,
+                   copy=False)
+
+
+def _output_mask(ccd, background, residual, estimated):
+    """
+    ``ccd.mask`` OR every invalid pixel of the subtraction.
+
+    A background estimated from ``ccd`` itself already holds its invalid
+    pixels; otherwise the non-finite pixels of the result are added.
+    """
+    if estimated:
+        return background.invalid_mask
+    mask = np.isfinite(residual)
+    np.logical_not(mask, out=mask)
+    for extra in (ccd.mask, background.invalid_mask):
+        if extra is not None:
+            mask |= as_mask(extra, name='ccd.mask', shape=ccd.shape)
+    return mask
