@@ -7,8 +7,7 @@ from numbers import Real
 
 import astropy.units as u
 import numpy as np
-from astropy.nddata import (InverseVariance, StdDevUncertainty,
-                            VarianceUncertainty)
+from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertainty
 
 __all__ = []
 
