@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ezbkg_ccd import estimators  # noqa: F401  (registers the built-ins)
 from ezbkg_ccd.background import *  # noqa: F403
+from ezbkg_ccd.batch import *  # noqa: F403
 from ezbkg_ccd.generator import *  # noqa: F403
 from ezbkg_ccd.masks import *  # noqa: F403
 from ezbkg_ccd.persistence import *  # noqa: F403

@@ -93,6 +93,22 @@ def _add_in_blocks(out, function):
         out[rows] += function(rows)
 
 
+def _std_in_quadrature(std, rms, factor, unit):
+    """``sqrt(std**2 + (factor * rms)**2)`` in one pass over row blocks."""
+    out = np.empty(std.shape, np.result_type(std.dtype, rms.dtype, np.float32))
+    buffer = np.empty((_BLOCK_ROWS, std.shape[1]), out.dtype)
+    factor = out.dtype.type(factor)
+    for start in range(0, std.shape[0], _BLOCK_ROWS):
+        rows = slice(start, start + _BLOCK_ROWS)
+        block, scaled = out[rows], buffer[:out[rows].shape[0]]
+        np.multiply(rms[rows], factor, out=scaled)
+        np.square(scaled, out=scaled)
+        np.square(std[rows], out=block)
+        block += scaled
+        np.sqrt(block, out=block)
+    return StdDevUncertainty(out, unit=unit, copy=False)
+
+
 def subtracted_uncertainty(ccd, residual, background, *, gain):
     """
     Uncertainty of ``residual = ccd - background``.
@@ -106,13 +122,21 @@ def subtracted_uncertainty(ccd, residual, background, *, gain):
     """
     rms = background.rms
     scale = background.error_variance_scale
-    if ccd.uncertainty is not None:
+    uncertainty = ccd.uncertainty
+    if (type(uncertainty) is StdDevUncertainty
+            and uncertainty._unit in (None, ccd.unit)):
+        return _std_in_quadrature(np.asarray(uncertainty.array), rms,
+                                  np.sqrt(scale), ccd.unit)
+    if uncertainty is not None:
         variance = _variance(ccd.uncertainty, ccd.unit)
         _add_in_blocks(variance, lambda rows: scale * np.square(rms[rows]))
         return _as_uncertainty(variance, type(ccd.uncertainty), ccd.unit)
+    if gain is None:
+        std = np.multiply(rms, rms.dtype.type(np.sqrt(1 + scale)),
+                          dtype=residual.dtype)
+        return StdDevUncertainty(std, unit=ccd.unit, copy=False)
     variance = np.square(rms, dtype=residual.dtype)
     variance *= variance.dtype.type(1 + scale)
-    if gain is not None:
-        _add_in_blocks(variance, lambda rows: np.clip(
-            residual[rows], 0, None) / variance.dtype.type(gain))
+    _add_in_blocks(variance, lambda rows: np.clip(
+        residual[rows], 0, None) / variance.dtype.type(gain))
     return _as_uncertainty(variance, StdDevUncertainty, ccd.unit)

@@ -2,16 +2,60 @@
 """
 The ``ezbkg`` command line.
 
-Exit codes: 0 on success, 1 when a frame failed, 2 for a usage error.
+Exit codes: 0 when every frame succeeded (or was already done), 1 when
+any frame failed (a summary says which and why), 2 for a usage error.
 """
 
 import argparse
+import logging
+import os
 import sys
 
 from ezbkg_ccd import __version__
+from ezbkg_ccd.batch import MODES, process_files
 from ezbkg_ccd.demo import run_demo
+from ezbkg_ccd.persistence import read_background
+from ezbkg_ccd.provenance import KEYWORDS
 
 __all__ = ['main']
+
+
+def _hdu(value):
+    return int(value) if value.lstrip('-').isdigit() else value
+
+
+def _batch(arguments):
+    options = {'method': arguments.method, 'box_size': arguments.box_size,
+               'filter_size': arguments.filter_size}
+    if arguments.mask_sources == 'auto':
+        options['source_mask'] = 'auto'
+    reports = process_files(
+        arguments.files, output_dir=arguments.output_dir,
+        n_jobs=arguments.jobs, client=arguments.scheduler,
+        mode=arguments.command, suffix=arguments.suffix,
+        overwrite=arguments.overwrite, hdu=arguments.hdu,
+        all_hdus=arguments.all_hdus, plot=arguments.plot,
+        progress=not arguments.quiet and sys.stderr.isatty(), **options)
+    counts = {status: sum(r.status == status for r in reports)
+              for status in ('done', 'skipped', 'failed')}
+    if not arguments.quiet:
+        print(f"{counts['done']} done, {counts['skipped']} skipped "
+              f"(output exists), {counts['failed']} failed")
+    for report in reports:
+        if report.status == 'failed':
+            print(f'FAILED {report.input}: {report.error}', file=sys.stderr)
+    return 1 if counts['failed'] else 0
+
+
+def _info(arguments):
+    background = read_background(arguments.file)
+    print(f'{arguments.file}')
+    rows = [(key, background.header[key], KEYWORDS.get(key, 'unit'))
+            for key in background.header]
+    width = max(len(str(value)) for _, value, _ in rows)
+    for key, value, meaning in rows:
+        print(f'  {key:<8}  {str(value):<{width}}  {meaning}')
+    return 0
 
 
 def _demo(arguments):
@@ -22,14 +66,62 @@ def _demo(arguments):
     return 0
 
 
+def _add_batch_parser(commands, name, help_text):
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument('files', nargs='+', help='input FITS files')
+    parser.add_argument('-o', '--output-dir', default='.',
+                        help='output folder (default: current folder)')
+    parser.add_argument('--suffix', default=None,
+                        help=f'output name ending (default: {MODES[name]})')
+    parser.add_argument('--method', default='sep',
+                        help='estimator: sep, constant, photutils or a '
+                             'registered name (default: sep)')
+    parser.add_argument('--box-size', type=int, default=64,
+                        help='mesh size in pixels (default: 64)')
+    parser.add_argument('--filter-size', type=int, default=3,
+                        help='median filter size in meshes (default: 3)')
+    parser.add_argument('--mask-sources', choices=['auto', 'none'],
+                        default='none',
+                        help='mask sources automatically (default: none)')
+    parser.add_argument('--hdu', type=_hdu, default=0,
+                        help='image HDU index or name (default: 0)')
+    parser.add_argument('--all-hdus', action='store_true',
+                        help='process every 2-D image HDU into one file')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace existing outputs (default: skip them)')
+    parser.add_argument('--plot', action='store_true',
+                        help='also write a PNG per frame (needs matplotlib)')
+    parser.add_argument('-j', '--jobs', type=int, default=os.cpu_count() or 1,
+                        help='local worker processes (default: all cores)')
+    parser.add_argument('--scheduler', default=None, metavar='ADDRESS',
+                        help='run on the Dask scheduler at ADDRESS')
+    parser.set_defaults(run=_batch)
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog='ezbkg',
         description='Sky background estimation and subtraction for FITS '
-                    'images (astropy CCDData, SEP).')
+                    'images (astropy CCDData, SEP). Exit codes: 0 all '
+                    'frames done, 1 some frame failed, 2 usage error.')
     parser.add_argument('--version', action='version',
                         version=f'%(prog)s {__version__}')
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument('-v', '--verbose', action='store_true',
+                       help='log every frame')
+    noise.add_argument('-q', '--quiet', action='store_true',
+                       help='print only failures')
     commands = parser.add_subparsers(dest='command', required=True)
+    _add_batch_parser(commands, 'subtract',
+                      'Subtract the background of each file and write it '
+                      'with BKG/BKGRMS HDUs as <stem>_bkgsub.fits.')
+    _add_batch_parser(commands, 'estimate',
+                      'Write the background of each file as <stem>.bkg.fits.')
+    info = commands.add_parser(
+        'info', help='print the background provenance of a file',
+        description='Print the background provenance of a processed file.')
+    info.add_argument('file', help='a file with a BKG HDU')
+    info.set_defaults(run=_info)
     demo = commands.add_parser(
         'demo', help='run the whole pipeline on data shipped with ezbkg-ccd',
         description='Reduce the raw CCD frame shipped with ezbkg-ccd '
@@ -63,6 +155,10 @@ def main(argv=None):
     0
     """
     arguments = _parser().parse_args(argv)
+    level = (logging.INFO if arguments.verbose
+             else logging.ERROR if arguments.quiet else logging.WARNING)
+    logging.basicConfig(level=level, format='%(levelname)s: %(message)s')
+    logging.getLogger('ezbkg_ccd').setLevel(level)
     try:
         return arguments.run(arguments)
     except (OSError, ValueError, TypeError) as exc:

@@ -58,7 +58,7 @@ def _is_compact(background, full_map):
                 and np.all(background.rms == scalar(background.global_rms)))
 
 
-def _background_hdus(background, *, compress=False, full_map=False):
+def background_hdus(background, *, compress=False, full_map=False):
     """The ``BKG`` and ``BKGRMS`` HDUs of ``background``."""
     header = fits.Header(background.header)
     if _is_compact(background, full_map):
@@ -147,7 +147,7 @@ def write_with_background(ccd, background, path, *, overwrite=False,
     extensions = [_image_hdu(hdu.data, hdu.header, hdu.name, compress)
                   for hdu in hdulist[1:]]
     hdulist = fits.HDUList([hdulist[0], *extensions, *_foreign_hdus(path),
-                            *_background_hdus(background, compress=compress,
+                            *background_hdus(background, compress=compress,
                                               full_map=full_map)])
     atomic_write(hdulist, path, overwrite=overwrite)
 
@@ -188,7 +188,7 @@ def write_background(background, path=None, *, overwrite=False,
         msg = 'path must be given when background.path is not set'
         raise ValueError(msg)
     hdulist = fits.HDUList([fits.PrimaryHDU(),
-                            *_background_hdus(background, compress=compress,
+                            *background_hdus(background, compress=compress,
                                               full_map=full_map)])
     atomic_write(hdulist, path, overwrite=overwrite)
     background.path = Path(path)

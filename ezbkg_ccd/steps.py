@@ -68,6 +68,17 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
     filter_threshold = _as_threshold(filter_threshold)
     work = working_copy(ccd.data)
     invalid, invalid_sources = _invalid_pixels(ccd, work, mask)
+    source_kind = 'user'
+    if isinstance(source_mask, str):
+        if source_mask != 'auto':
+            msg = ("source_mask must be a boolean array, 'auto' or None, got "
+                   f'{source_mask!r}')
+            raise ValueError(msg)
+        from ezbkg_ccd.source_mask import make_source_mask
+
+        source_mask = make_source_mask(ccd, mask=mask, box_size=box_size,
+                                       filter_size=filter_size)
+        source_kind = 'auto'
     source_mask = as_mask(source_mask, name='source_mask', shape=work.shape)
     excluded = invalid if source_mask is None else invalid | source_mask
     if excluded.all():
@@ -85,7 +96,7 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
         'BKGNPIX': estimate.samples_per_estimate,
         'BKGINVM': '+'.join(invalid_sources) or 'none',
         'BKGNINV': int(invalid.sum()),
-        'BKGSRCM': 'none' if source_mask is None else 'user',
+        'BKGSRCM': 'none' if source_mask is None else source_kind,
         'BKGNSRC': 0 if source_mask is None else int(source_mask.sum()),
         'BKGOPTS': repr(dict(sorted(options.items()))) if options else None,
         'TGTPATH': target})
@@ -125,9 +136,10 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
     mask : array_like of bool, optional
         Invalid pixels (`True`) to exclude, on top of ``ccd.mask`` and
         all non-finite pixels.
-    source_mask : array_like of bool, optional
+    source_mask : array_like of bool or 'auto', optional
         Source pixels (`True`) to exclude from the statistics without
-        marking them invalid.
+        marking them invalid; ``'auto'`` detects them with
+        `~ezbkg_ccd.make_source_mask` (default settings).
     **options
         Further keywords for the estimator (recorded as ``BKGOPTS``).
 

@@ -2,6 +2,7 @@
 """Shared fixtures: real FITS files and synthetic skies of known background."""
 
 import contextlib
+import shutil
 import warnings
 from pathlib import Path
 
@@ -79,3 +80,35 @@ def sky():
 def flat_sky():
     """A 256x256 flat sky at 100 with noise sigma 5."""
     return make_sky('flat')
+
+
+@pytest.fixture
+def frames(tmp_path):
+    """Three synthetic frames, the real raw frame and a corrupted file."""
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    rng = np.random.default_rng(8)
+    for index in range(3):
+        data = (200.0 + 10 * index + rng.normal(0, 3, (128, 160)))
+        CCDData(data.astype(np.float32), unit='adu',
+                meta={'IMAGETYP': 'object' if index else 'flat',
+                      'OBJECT': f'f{index}'}).write(folder / f'f{index}.fits')
+    shutil.copy(DATA / 'raw_ccd_a8280271.fits', folder / 'raw.fits')
+    good = (folder / 'f0.fits').read_bytes()
+    (folder / 'broken.fits').write_bytes(good[:len(good) // 2])
+    return folder
+
+
+@pytest.fixture
+def mosaic(tmp_path):
+    """A multi-extension file: two CCDs of different sky levels."""
+    rng = np.random.default_rng(9)
+    hdus = [fits.PrimaryHDU()]
+    for index, level in enumerate((50.0, 80.0), 1):
+        data = (level + rng.normal(0, 2, (96, 128))).astype(np.float32)
+        hdus.append(fits.ImageHDU(data, name=f'CCD{index}'))
+    hdus.append(fits.BinTableHDU.from_columns(
+        [fits.Column('x', 'E', array=[1.0])], name='CAT'))
+    path = tmp_path / 'mosaic.fits'
+    fits.HDUList(hdus).writeto(path)
+    return path

@@ -243,3 +243,23 @@ def test_raw_frame_reduction():
     assert result.meta['SUBBKG'] == ('ccd=<CCDData>, gain=1.9, box_size=64, '
                                      'filter_size=3')
     assert np.isfinite(result.uncertainty.array).all()
+
+
+def test_memory_bound():
+    """subtract_background stays under 4x the input on a 2048^2 frame."""
+    import tracemalloc
+
+    rng = np.random.default_rng(4)
+    data = rng.normal(100.0, 5.0, (2048, 2048)).astype(np.float32)
+    mask = np.zeros(data.shape, bool)
+    mask[:16] = True
+    ccd = CCDData(data, unit='adu', mask=mask,
+                  uncertainty=StdDevUncertainty(np.full(data.shape, 5.0,
+                                                        np.float32)))
+    tracemalloc.start()
+    try:
+        subtract_background(ccd)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * data.nbytes
