@@ -32,6 +32,7 @@ KEYWORDS = {
     'BKGNINV': 'number of invalid pixels',
     'BKGSRCM': 'source mask used: none, user or auto',
     'BKGNSRC': 'number of source-masked pixels',
+    'BKGSMOPT': 'settings of the automatic source mask',
     'BKGOPTS': 'further estimator options',
     'TGTPATH': 'file the background was estimated from',
     'BKGDATE': '[UTC] when the background was estimated',

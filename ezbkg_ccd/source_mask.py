@@ -10,24 +10,82 @@ from scipy import ndimage
 from ezbkg_ccd._inputs import as_ccddata, working_copy
 from ezbkg_ccd.steps import estimate_background
 
-__all__ = ['make_source_mask']
+__all__ = ['make_source_mask', 'MAX_MASKED']
+
+#: Footprint growth is reduced (halved, repeatedly) while sources and
+#: invalid pixels together would cover more than this fraction of the
+#: image, so that enough meshes stay usable in crowded fields.
+MAX_MASKED = 0.5
 
 
-def _disk(radius):
-    y, x = np.ogrid[-radius:radius + 1, -radius:radius + 1]
-    return x * x + y * y <= radius * radius
+def _growth(objects, rms, *, threshold, wing_level, dilate, max_growth):
+    """
+    Pixels to grow each detected footprint by, from its size and peak.
+
+    For an exponential profile through the peak ``p`` (in RMS units)
+    that crosses the detection ``threshold`` at the footprint's
+    equivalent radius ``R``, the light falls to ``wing_level`` at
+    ``R * ln(p / wing_level) / ln(p / threshold)``: faint extended
+    sources grow by several times their size, bright compact ones less.
+    """
+    radius = np.sqrt(objects['npix'] / np.pi)
+    peak = np.maximum(objects['peak'] / rms, threshold * 1.05)
+    ratio = np.log(peak / wing_level) / np.log(peak / threshold)
+    ratio = np.clip(ratio, 1.0, max_growth)
+    return np.maximum(radius * (ratio - 1.0), dilate)
+
+
+def _faint_wings(residual, masked, extended, rms, threshold, scale):
+    """
+    The faint wings of extended sources.
+
+    Connected regions brighter than ``threshold`` in the residual
+    averaged over ``scale`` x ``scale`` boxes (noise ``rms / scale``),
+    which reach down to about ``threshold / scale`` times the RMS, are
+    kept where they come within ``scale`` pixels of an ``extended``
+    (masked) source: the wings that pixel-level detection misses, and
+    not the large-scale misfit of a first background, which is not
+    attached to a large source.
+    """
+    clean = np.where(masked, 0, residual).astype(np.float32, copy=False)
+    smooth = ndimage.uniform_filter(clean, size=scale, mode='constant')
+    labels, count = ndimage.label(smooth > threshold * rms / scale)
+    if not count or not extended.any():
+        return np.zeros(residual.shape, bool)
+    near = ndimage.distance_transform_edt(~extended) <= scale
+    keep = np.zeros(count + 1, bool)
+    keep[np.unique(labels[near])] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def _grow(segmentation, growth):
+    """Mask every pixel within its nearest footprint's growth distance."""
+    if growth.size == 0:
+        return np.zeros(segmentation.shape, bool)
+    indices = np.empty((2, *segmentation.shape), np.int32)
+    distances = ndimage.distance_transform_edt(
+        segmentation == 0, return_indices=True, indices=indices)
+    nearest = segmentation[indices[0], indices[1]]
+    limits = np.concatenate([[0.0], growth])[nearest]
+    return distances <= limits
 
 
 def make_source_mask(ccd, *, mask=None, threshold=1.5, min_area=5,
-                     dilate=2, box_size=64, filter_size=3, max_iters=5,
-                     tolerance=0.01):
+                     dilate=2, wing_level=0.1, max_growth=6.0,
+                     smooth_scale=16, smooth_threshold=3.0, box_size=64,
+                     filter_size=3, max_iters=5, tolerance=0.01):
     """
-    Mask the sources of an image automatically.
+    Mask the sources of an image automatically, faint wings included.
 
-    The background is estimated, sources are detected with SEP on the
-    background-subtracted image at ``threshold`` times the background
-    RMS, their footprints are grown by ``dilate`` pixels, the background
-    is estimated again without them, and this repeats until the map
+    The background is estimated; sources are detected with SEP
+    (SExtractor's 3x3 convolution filter) on the background-subtracted
+    image at ``threshold`` times the background RMS; each footprint is
+    grown by a distance that scales with the source's size and
+    brightness, out to where an exponential profile through its peak
+    falls to ``wing_level`` times the RMS (at least ``dilate`` pixels,
+    at most ``max_growth`` times its radius); the background is
+    estimated again without them; and this repeats until the map
     changes by less than ``tolerance`` times the global RMS, or
     ``max_iters`` times.
 
@@ -43,8 +101,13 @@ def make_source_mask(ccd, *, mask=None, threshold=1.5, min_area=5,
     min_area : int, optional
         Minimum number of pixels of a source (default 5).
     dilate : int, optional
-        Radius in pixels of the disk the footprints are grown by
-        (default 2; 0 keeps them as detected).
+        Least growth of a footprint in pixels (default 2).
+    wing_level : float, optional
+        Grow footprints out to this level of a source's light, in units
+        of the RMS (default 0.1).
+    max_growth : float, optional
+        A footprint grows to at most this many times its radius
+        (default 6).
     box_size, filter_size : int or (int, int), optional
         Mesh and filter sizes of the background estimates (64 and 3).
     max_iters : int, optional
@@ -71,7 +134,9 @@ def make_source_mask(ccd, *, mask=None, threshold=1.5, min_area=5,
     True
     """
     ccd = as_ccddata(ccd)
-    for name, value in (('threshold', threshold), ('tolerance', tolerance)):
+    for name, value in (('threshold', threshold), ('tolerance', tolerance),
+                        ('wing_level', wing_level),
+                        ('max_growth', max_growth)):
         if not (isinstance(value, (int, float)) and value > 0):
             msg = f'{name} must be a positive number, got {value!r}'
             raise ValueError(msg)
@@ -90,13 +155,25 @@ def make_source_mask(ccd, *, mask=None, threshold=1.5, min_area=5,
     for _ in range(max_iters):
         residual = np.subtract(data, background.data, dtype=data.dtype)
         residual[invalid] = 0
-        _, segmentation = sep.extract(
+        objects, segmentation = sep.extract(
             residual, threshold, err=background.rms, mask=invalid,
             minarea=min_area, segmentation_map=True, clean=False,
-            filter_type='conv')
-        source_mask = segmentation > 0
-        if dilate:
-            source_mask = ndimage.binary_dilation(source_mask, _disk(dilate))
+            filter_type='conv', deblend_cont=1.0)  # one object per footprint
+        growth = _growth(objects, background.global_rms, threshold=threshold,
+                         wing_level=wing_level, dilate=dilate,
+                         max_growth=max_growth)
+        source_mask = _grow(segmentation, growth)
+        if smooth_scale:
+            large = np.flatnonzero(objects['npix'] >= smooth_scale**2)
+            extended = _grow(segmentation, np.where(
+                np.isin(np.arange(len(objects)), large), growth, -1.0))
+            source_mask |= _faint_wings(
+                residual, source_mask | invalid, extended,
+                background.global_rms, smooth_threshold, smooth_scale)
+        while (np.count_nonzero(source_mask | invalid) > MAX_MASKED * data.size
+               and growth.size and growth.max() >= 1):
+            growth = growth / 2  # a crowded field: keep meshes usable
+            source_mask = _grow(segmentation, growth)
         previous = background
         background = estimate_background(ccd, source_mask=source_mask,
                                          **options)

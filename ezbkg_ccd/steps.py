@@ -58,7 +58,7 @@ def _target(ccd):
 
 
 def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
-              mask, source_mask, **options):
+              mask, source_mask, source_mask_options=None, **options):
     """`estimate_background`, also returning the estimator's raw result."""
     target = _target(ccd)
     ccd = as_ccddata(ccd)
@@ -76,9 +76,13 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
             raise ValueError(msg)
         from ezbkg_ccd.source_mask import make_source_mask
 
-        source_mask = make_source_mask(ccd, mask=mask, box_size=box_size,
-                                       filter_size=filter_size)
+        settings = {'box_size': box_size, 'filter_size': filter_size,
+                    **(source_mask_options or {})}
+        source_mask = make_source_mask(ccd, mask=mask, **settings)
         source_kind = 'auto'
+    elif source_mask_options:
+        msg = "source_mask_options are only used with source_mask='auto'"
+        raise ValueError(msg)
     source_mask = as_mask(source_mask, name='source_mask', shape=work.shape)
     excluded = invalid if source_mask is None else invalid | source_mask
     if excluded.all():
@@ -99,6 +103,9 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
         'BKGSRCM': 'none' if source_mask is None else source_kind,
         'BKGNSRC': 0 if source_mask is None else int(source_mask.sum()),
         'BKGOPTS': repr(dict(sorted(options.items()))) if options else None,
+        'BKGSMOPT': (repr(dict(sorted(source_mask_options.items())))
+                     if source_kind == 'auto' and source_mask_options
+                     else None),
         'TGTPATH': target})
     header['BUNIT'] = ccd.unit.to_string()
     background = Background(estimate.background, estimate.rms, header,
@@ -110,7 +117,7 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
 
 def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
                         filter_threshold=0.0, mask=None, source_mask=None,
-                        **options):
+                        source_mask_options=None, **options):
     """
     Estimate the sky background of an image.
 
@@ -139,7 +146,11 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
     source_mask : array_like of bool or 'auto', optional
         Source pixels (`True`) to exclude from the statistics without
         marking them invalid; ``'auto'`` detects them with
-        `~ezbkg_ccd.make_source_mask` (default settings).
+        `~ezbkg_ccd.make_source_mask`.
+    source_mask_options : dict, optional
+        Settings of `~ezbkg_ccd.make_source_mask` for ``'auto'``
+        (threshold, min_area, dilate, wing_level, ...), recorded as
+        ``BKGSMOPT``.
     **options
         Further keywords for the estimator (recorded as ``BKGOPTS``).
 
@@ -174,7 +185,8 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
     background, _ = _estimate(
         ccd, method=method, box_size=box_size, filter_size=filter_size,
         filter_threshold=filter_threshold, mask=mask,
-        source_mask=source_mask, **options)
+        source_mask=source_mask, source_mask_options=source_mask_options,
+        **options)
     return background
 
 
