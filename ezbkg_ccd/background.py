@@ -17,7 +17,7 @@ __all__ = ['Background']
 #: Variance of SExtractor's mode ``2.5 median - 1.5 mean`` of n Gaussian
 #: samples, in units of sigma**2 / n: 6.25 var(median) + 2.25 var(mean)
 #: - 7.5 cov(median, mean), with var(median) = pi/2 and cov = 1.
-_MODE_VARIANCE_FACTOR = 6.25 * np.pi / 2 + 2.25 - 7.5
+MODE_VARIANCE_FACTOR = 6.25 * np.pi / 2 + 2.25 - 7.5
 
 
 class Background:
@@ -202,7 +202,7 @@ class Background:
     @property
     def error_variance_scale(self):
         """``(error / rms) ** 2``: the model variance per unit sky variance."""
-        return _MODE_VARIANCE_FACTOR / self.header['BKGNPIX']
+        return MODE_VARIANCE_FACTOR / self.header['BKGNPIX']
 
     def to_ccddata(self):
         """

@@ -10,6 +10,8 @@ import numpy as np
 import sep
 from astropy.stats import SigmaClip, sigma_clipped_stats
 
+from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
+from ezbkg_ccd.edges import fill_edges
 from ezbkg_ccd.registry import BackgroundEstimate, register_estimator
 from ezbkg_ccd.strips import sep_strips
 
@@ -51,7 +53,7 @@ def _require_usable_mesh(mask, box_size):
 
 
 def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
-                  n_jobs=1):
+                  n_jobs=1, edge='spline'):
     """
     SExtractor's mesh background, computed by SEP.
 
@@ -60,6 +62,12 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
     are filled from neighbours; a ``filter_size`` median filter over
     meshes (where the change exceeds ``filter_threshold``); a bicubic
     spline to full resolution.
+
+    ``edge='adaptive'`` replaces the spline's extrapolation between the
+    image edge and the outermost mesh centres, which amplifies mesh
+    noise, by `~ezbkg_ccd.edges.fill_edges`: linear where the last two
+    meshes differ significantly, flat where they do not. The default
+    ``'spline'`` is SExtractor's map exactly.
 
     With ``n_jobs > 1`` a large frame is split into overlapping strips
     computed in parallel processes (`ezbkg_ccd.strips`); the maps then
@@ -84,19 +92,33 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
     options = {'mask': mask if mask.any() else None, 'bh': box_size[0],
                'bw': box_size[1], 'fh': filter_size[0], 'fw': filter_size[1],
                'fthresh': filter_threshold}
+    if edge not in ('spline', 'adaptive'):
+        msg = f"edge must be 'spline' or 'adaptive', got {edge!r}"
+        raise ValueError(msg)
+    samples = box_size[0] * box_size[1]
     if n_jobs > 1:
         back, rms, global_back, global_rms = sep_strips(data, n_jobs=n_jobs,
                                                         **options)
-        return BackgroundEstimate(back, rms, global_back, global_rms,
-                                  is_2d=True,
-                                  samples_per_estimate=box_size[0] * box_size[1])
-    background = sep.Background(data, **options)
-    return BackgroundEstimate(
-        background.back, background.rms, float(background.globalback),
-        float(background.globalrms), is_2d=True,
-        samples_per_estimate=box_size[0] * box_size[1],
-        extra={'sep_background': background},
-        subtract_from=background.subfrom)
+        extra, subtract_from = {}, None
+    else:
+        background = sep.Background(data, **options)
+        back, rms = background.back, background.rms
+        global_back = float(background.globalback)
+        global_rms = float(background.globalrms)
+        extra = {'sep_background': background}
+        subtract_from = background.subfrom
+    if edge == 'adaptive':
+        noise = global_rms * np.sqrt(2 * MODE_VARIANCE_FACTOR / samples)
+        lazy_back = back
+
+        def back():
+            return fill_edges(lazy_back() if callable(lazy_back)
+                              else lazy_back, box_size, noise)
+
+        subtract_from = None
+    return BackgroundEstimate(back, rms, global_back, global_rms, is_2d=True,
+                              samples_per_estimate=samples, extra=extra,
+                              subtract_from=subtract_from)
 
 
 def constant_estimator(data, *, mask, box_size, filter_size,

@@ -18,7 +18,8 @@ def rms_errors(name, seed=0):
     maps = {'sep': sep.Background(np.ascontiguousarray(image)).back(),
             'ours': estimate_background(image, mask=masked).data,
             'auto': estimate_background(image, mask=masked,
-                                        source_mask='auto').data}
+                                        source_mask='auto',
+                                        edge='adaptive').data}
     valid = ~invalid
     return {key: float(np.sqrt(np.mean(((value - truth)[valid] / 5.0) ** 2)))
             for key, value in maps.items()}
@@ -104,3 +105,29 @@ def test_auto_mask_settings_recorded(flat_sky):
     assert loose.header['BKGSMOPT'] == "{'threshold': 5.0}"
     with pytest.raises(ValueError, match='only used with'):
         estimate_background(flat_sky[0], source_mask_options={'dilate': 1})
+
+
+class TestEdges:
+    """edge='adaptive' removes spline overshoot and keeps gradients."""
+
+    def test_interior_unchanged(self, flat_sky):
+        """Only the border beyond the outer mesh centres changes."""
+        spline = estimate_background(flat_sky[0])
+        adaptive = estimate_background(flat_sky[0], edge='adaptive')
+        np.testing.assert_array_equal(adaptive.data[32:-32, 32:-32],
+                                      spline.data[32:-32, 32:-32])
+        assert adaptive.header['BKGOPTS'] == "{'edge': 'adaptive'}"
+
+    def test_gradient_followed(self, sky):
+        """A real gradient is extrapolated to the edge."""
+        image, truth = sky('gradient')
+        spline = estimate_background(image)
+        adaptive = estimate_background(image, edge='adaptive')
+        border = np.abs(adaptive.data - truth)[:, :32].mean()
+        assert border < 1.1 * np.abs(spline.data - truth)[:, :32].mean()
+        assert border < 0.1 * 5.0
+
+    def test_bad_edge(self, flat_sky):
+        """Unknown edge modes are refused."""
+        with pytest.raises(ValueError, match="edge must be 'spline' or"):
+            estimate_background(flat_sky[0], edge='mirror')
