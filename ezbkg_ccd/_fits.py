@@ -24,13 +24,14 @@ def _file_mode():
 
 
 @contextlib.contextmanager
-def open_fits(path):
+def open_fits(path, *, memmap=False):
     """
     Open ``path`` as an `~astropy.io.fits.HDUList`, failing clearly.
 
     Missing files raise `FileNotFoundError`; empty, truncated or non-FITS
-    files raise `OSError`; both name the path. Every HDU is loaded so
-    that truncation is found here rather than later.
+    files raise `OSError`; both name the path. Every HDU header is read
+    so that truncation is found here rather than later; with ``memmap``
+    the data are not read (only use them inside the ``with`` block).
     """
     path = Path(path)
     if not path.is_file():
@@ -39,7 +40,7 @@ def open_fits(path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         try:
-            hdulist = fits.open(path, memmap=False, lazy_load_hdus=False)
+            hdulist = fits.open(path, memmap=memmap, lazy_load_hdus=False)
         except (OSError, ValueError, TypeError, IndexError) as exc:
             msg = f'cannot read {str(path)!r} as FITS: {exc}'
             raise OSError(msg) from exc
@@ -60,7 +61,7 @@ def read_ccddata(path, *, hdu=0, unit=None):
     ``unit`` is used when the header has no (or a blank) ``BUNIT``;
     without either, the data are taken to be in ``adu``.
     """
-    with open_fits(path) as hdulist:
+    with open_fits(path, memmap=True) as hdulist:
         try:
             header = hdulist[hdu].header
         except (IndexError, KeyError) as exc:

@@ -200,7 +200,8 @@ def _malformed(path, why):
 
 
 def _native(data):
-    return data.astype(data.dtype.newbyteorder('='), copy=False)
+    """A native-byte-order copy (so nothing refers to the open file)."""
+    return np.array(data, dtype=data.dtype.newbyteorder('='))
 
 
 def _background_from_hdulist(hdulist, path):
@@ -259,7 +260,7 @@ def read_background(path):
     ValueError
         If it has no ``BKG`` HDU or that HDU is malformed.
     """
-    with open_fits(path) as hdulist:
+    with open_fits(path, memmap=True) as hdulist:
         background = _background_from_hdulist(hdulist, path)
     if background is None:
         msg = f'{str(path)!r} holds no background (no BKG HDU)'
@@ -291,6 +292,6 @@ def read_with_background(path, *, hdu=0):
     FileNotFoundError, OSError, ValueError
         As `read_background`, except that a missing background is `None`.
     """
-    with open_fits(path) as hdulist:
+    with open_fits(path, memmap=True) as hdulist:
         background = _background_from_hdulist(hdulist, path)
     return read_ccddata(path, hdu=hdu), background
