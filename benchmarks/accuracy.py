@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import sep
+from _table import rst_table as format_table  # the scripts' own folder
 from photutils.background import Background2D, SExtractorBackground
 
 from ezbkg_ccd import estimate_background, invalid_pixel_mask
@@ -82,7 +83,7 @@ def score(name, seeds, shape=(512, 512)):
             for contender, errors in totals.items()}
 
 
-def rst_table(results):
+def results_table(results):
     head = ['scene', *[f'{c} rms / worst' for c in CONTENDERS],
             'auto vs best peer']
     lines = [head]
@@ -92,12 +93,7 @@ def rst_table(results):
                          for c in CONTENDERS]
         row.append(f"{best_peer / errors['ours+auto']['rms']:.2f}x better")
         lines.append(row)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    rule = '  '.join('=' * width for width in widths)
-    body = ['  '.join(cell.ljust(width)
-                      for cell, width in zip(line, widths, strict=True))
-            for line in lines]
-    return '\n'.join([rule, body[0], rule, *body[1:], rule])
+    return format_table(lines)
 
 
 def main(argv=None):
@@ -111,7 +107,7 @@ def main(argv=None):
         {'sigma': SIGMA, 'seeds': arguments.seeds, 'shape': [512, 512],
          'results': results}, indent=2) + '\n')
     print(f'errors in units of the noise sigma, mean of {arguments.seeds} seeds')
-    print(rst_table(results))
+    print(results_table(results))
     print('\ngalaxy: mean error within 3 scale lengths (stolen flux, sigma): '
           + ', '.join(f"{c} {galaxy[c]['stolen']:.3f}" for c in CONTENDERS))
     print(f"stolen flux, raw SEP / ours+auto: "

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import sep
+from _table import rst_table as format_table  # the scripts' own folder
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 from photutils.background import Background2D, SExtractorBackground
@@ -161,7 +162,7 @@ def bench_strips(size, repeats):
             'speedup': statistics.median(single) / statistics.median(parallel)}
 
 
-def rst_table(rows):
+def results_table(rows):
     head = ('frame', '(a) SEP by hand [s]', '(b) ours [s]', '(b)/(a)',
             '(c) photutils [s]', '(c)/(b)', '(d) files ours/base',
             'peak mem (a)', 'peak mem (b)')
@@ -173,12 +174,7 @@ def rst_table(rows):
                       f"{row['b_over_a']:.2f}", f"{seconds['c']:.2f}",
                       f"{row['c_over_b']:.1f}", f"{row['d_ours_over_d_base']:.2f}",
                       f"{memory['a']:.1f}x", f"{memory['b']:.1f}x"))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    rule = '  '.join('=' * width for width in widths)
-    body = ['  '.join(cell.ljust(width)
-                      for cell, width in zip(line, widths, strict=True))
-            for line in lines]
-    return '\n'.join([rule, body[0], rule, *body[1:], rule])
+    return format_table(lines)
 
 
 def main(argv=None):
@@ -203,7 +199,7 @@ def main(argv=None):
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / 'speed.json').write_text(json.dumps(
         {'machine': machine, 'rows': rows, 'strips': strips}, indent=2) + '\n')
-    print(rst_table(rows))
+    print(results_table(rows))
     print(f"\nstrips: {strips['frame']}, 1 job {strips['single_s']:.3f} s, "
           f"2 jobs {strips['two_jobs_s']:.3f} s, speed-up {strips['speedup']:.2f}x")
     print(f'machine: {machine}')

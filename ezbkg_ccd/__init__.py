@@ -6,9 +6,18 @@ for astropy `~astropy.nddata.CCDData` and ccdproc reductions.
 
 from importlib import metadata as _metadata
 
-from ezbkg_ccd import (background, batch, estimators, generator, masks,
-                       persistence, registry, science_image, source_mask,
-                       steps)
+from ezbkg_ccd import (
+    background,
+    batch,
+    estimators,  # noqa: F401  (registers the built-ins)
+    generator,
+    masks,
+    persistence,
+    registry,
+    science_image,
+    source_mask,
+    steps,
+)
 from ezbkg_ccd.background import *  # noqa: F403
 from ezbkg_ccd.batch import *  # noqa: F403
 from ezbkg_ccd.generator import *  # noqa: F403

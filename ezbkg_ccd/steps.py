@@ -10,6 +10,7 @@ import astropy.units as u
 import numpy as np
 from astropy.nddata import CCDData
 
+from ezbkg_ccd._header_log import log_entries, set_keyword
 from ezbkg_ccd._inputs import (
     as_ccddata,
     as_mask,
@@ -17,7 +18,6 @@ from ezbkg_ccd._inputs import (
     work_dtype,
     working_copy,
 )
-from ezbkg_ccd._header_log import log_entries, set_keyword
 from ezbkg_ccd._uncertainty import gain_in_electrons, subtracted_uncertainty
 from ezbkg_ccd.background import Background
 from ezbkg_ccd.provenance import KEYWORDS, provenance_header, set_card
