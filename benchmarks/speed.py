@@ -18,8 +18,10 @@ d. files: ``CCDData.read`` -> ``subtract_background`` ->
    ``write_with_background`` against ``fits.getdata`` -> sep ->
    ``fits.writeto``.
 
-Peak memory is measured with ``tracemalloc`` in separate runs (numpy
-reports its buffers to it) and given over the input array's size.
+(a) and (b) run first and last in each round, in mirrored order (twice
+the repeats of the others). Peak memory is measured with ``tracemalloc``
+in separate runs (numpy reports its buffers to it) and given over the
+input array's size.
 Results go to ``benchmarks/results/speed.json``; an RST table is printed.
 """
 
@@ -130,10 +132,14 @@ def bench_size(size, repeats, folder, *, big_endian_int16=False):
     times = {name: [] for name in cases}
     for function, *arguments in cases.values():
         function(*arguments)  # warm-up
+    # (a) and (b) run twice per round, first and last in mirrored order,
+    # so that drifts of this machine's speed fall on both alike.
+    order = ['a', 'b', 'c', 'd_base', 'd_ours', 'b', 'a']
     for _ in range(repeats):
-        for name, (function, *arguments) in cases.items():
+        for name in order:
             if name == 'c' and size >= 8192 and times['c']:
                 continue  # photutils at 8192^2 takes long; one run is enough
+            function, *arguments = cases[name]
             times[name].append(timed(function, *arguments))
     median = {name: statistics.median(values) for name, values in times.items()}
     input_bytes = data.nbytes
@@ -154,9 +160,11 @@ def bench_strips(size, repeats):
     data = make_frame(size)
     single, parallel = [], []
     estimate_background(data, n_jobs=2)
-    for _ in range(repeats):
-        single.append(timed(lambda: estimate_background(data).load()))
-        parallel.append(timed(lambda: estimate_background(data, n_jobs=2)))
+    cases = [(single, lambda: estimate_background(data).load()),
+             (parallel, lambda: estimate_background(data, n_jobs=2))]
+    for round_ in range(repeats):
+        for times, function in cases[::-1] if round_ % 2 else cases:
+            times.append(timed(function))
     return {'frame': f'{size}^2 float32', 'single_s': statistics.median(single),
             'two_jobs_s': statistics.median(parallel),
             'speedup': statistics.median(single) / statistics.median(parallel)}
@@ -191,7 +199,7 @@ def main(argv=None):
             print(f'done {size}', file=sys.stderr)
         rows.append(bench_size(4096 if not arguments.quick else 2048, 5,
                                Path(folder), big_endian_int16=True))
-    strips = bench_strips(8192 if not arguments.quick else 2048, 3)
+    strips = bench_strips(8192 if not arguments.quick else 2048, 6)
     machine = {'python': platform.python_version(), 'cpus': os.cpu_count(),
                'machine': platform.machine(), 'system': platform.system(),
                'ezbkg_ccd': ezbkg_ccd.__version__, 'sep': sep.__version__,

@@ -93,9 +93,20 @@ def _add_in_blocks(out, function):
         out[rows] += function(rows)
 
 
-def _std_in_quadrature(std, rms, factor, unit):
+def _buffer(scratch, dtype):
+    """``scratch`` if it can take a result of ``dtype``, else `None`."""
+    if (scratch is not None and scratch.dtype == dtype
+            and scratch.flags.writeable):
+        return scratch
+    return None
+
+
+def _std_in_quadrature(std, rms, factor, unit, scratch):
     """``sqrt(std**2 + (factor * rms)**2)`` in one pass over row blocks."""
-    out = np.empty(std.shape, np.result_type(std.dtype, rms.dtype, np.float32))
+    dtype = np.result_type(std.dtype, rms.dtype, np.float32)
+    out = _buffer(scratch, dtype)
+    if out is None:
+        out = np.empty(std.shape, dtype)
     buffer = np.empty((_BLOCK_ROWS, std.shape[1]), out.dtype)
     factor = out.dtype.type(factor)
     for start in range(0, std.shape[0], _BLOCK_ROWS):
@@ -109,7 +120,8 @@ def _std_in_quadrature(std, rms, factor, unit):
     return StdDevUncertainty(out, unit=unit, copy=False)
 
 
-def subtracted_uncertainty(ccd, residual, background, *, gain):
+def subtracted_uncertainty(ccd, residual, background, *, gain,
+                           private=False):
     """
     Uncertainty of ``residual = ccd - background``.
 
@@ -119,23 +131,30 @@ def subtracted_uncertainty(ccd, residual, background, *, gain):
     variance is the background RMS squared, plus the model error squared,
     plus the Poisson variance of the residual counts when ``gain`` (in
     electrons per data unit) is known.
+
+    With ``private`` (a background nobody else will use), an RMS map
+    still to be computed is computed into the result's buffer, which
+    saves one full-size array.
     """
-    rms = background.rms
+    scratch = background._fresh_rms() if private else None
+    rms = background.rms if scratch is None else scratch
     scale = background.error_variance_scale
     uncertainty = ccd.uncertainty
     if (type(uncertainty) is StdDevUncertainty
             and uncertainty._unit in (None, ccd.unit)):
         return _std_in_quadrature(np.asarray(uncertainty.array), rms,
-                                  np.sqrt(scale), ccd.unit)
+                                  np.sqrt(scale), ccd.unit, scratch)
     if uncertainty is not None:
         variance = _variance(ccd.uncertainty, ccd.unit)
         _add_in_blocks(variance, lambda rows: scale * np.square(rms[rows]))
         return _as_uncertainty(variance, type(ccd.uncertainty), ccd.unit)
     if gain is None:
         std = np.multiply(rms, rms.dtype.type(np.sqrt(1 + scale)),
+                          out=_buffer(scratch, residual.dtype),
                           dtype=residual.dtype)
         return StdDevUncertainty(std, unit=ccd.unit, copy=False)
-    variance = np.square(rms, dtype=residual.dtype)
+    variance = np.square(rms, out=_buffer(scratch, residual.dtype),
+                         dtype=residual.dtype)
     variance *= variance.dtype.type(1 + scale)
     _add_in_blocks(variance, lambda rows: np.clip(
         residual[rows], 0, None) / variance.dtype.type(gain))

@@ -111,6 +111,15 @@ class Background:
             self._rms = np.asanyarray(self._rms())
         return self._rms
 
+    def _fresh_rms(self):
+        """
+        A newly computed RMS map the caller may overwrite, or `None`.
+
+        Only a map still to be computed qualifies; it is not kept, so this
+        background stays whole.
+        """
+        return np.asanyarray(self._rms()) if callable(self._rms) else None
+
     def load(self):
         """Compute any lazily evaluated map now; return this background."""
         for name in ('data', 'rms'):

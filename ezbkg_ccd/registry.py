@@ -39,7 +39,8 @@ class BackgroundEstimate:
     background, rms : `~numpy.ndarray` or callable
         Full-size background and background RMS maps (a read-only
         broadcast view is fine for a constant level), or zero-argument
-        callables that compute them when first needed.
+        callables that compute them when first needed (a new array on
+        each call: a writable one may be reused as a buffer).
     global_back, global_rms : float
         The global background level and RMS.
     is_2d : bool

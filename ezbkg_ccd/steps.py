@@ -99,9 +99,10 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
         'BKGSIG': estimate.global_rms,
         'BKGNPIX': estimate.samples_per_estimate,
         'BKGINVM': '+'.join(invalid_sources) or 'none',
-        'BKGNINV': int(invalid.sum()),
+        'BKGNINV': int(np.count_nonzero(invalid)),
         'BKGSRCM': 'none' if source_mask is None else source_kind,
-        'BKGNSRC': 0 if source_mask is None else int(source_mask.sum()),
+        'BKGNSRC': (0 if source_mask is None
+                    else int(np.count_nonzero(source_mask))),
         'BKGOPTS': repr(dict(sorted(options.items()))) if options else None,
         'BKGSMOPT': (repr(dict(sorted(source_mask_options.items())))
                      if source_kind == 'auto' and source_mask_options
@@ -282,7 +283,8 @@ def subtract_background(ccd, background=None, *, gain=None,
     residual = np.array(ccd.data, dtype=dtype, order='C')
     background.subtract_from(residual)
     mask = _output_mask(ccd, background, residual, estimated)
-    uncertainty = subtracted_uncertainty(ccd, residual, background, gain=gain)
+    uncertainty = subtracted_uncertainty(ccd, residual, background, gain=gain,
+                                         private=estimated)
     meta = ccd.meta.copy()
     for key in background.header:
         if key != 'BUNIT':

@@ -14,7 +14,9 @@ from ezbkg_ccd import (
     get_estimator,
     register_estimator,
     registry,
+    subtract_background,
 )
+from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
 
 
 def _percentile_estimator(data, *, mask, box_size, filter_size,
@@ -52,6 +54,27 @@ class TestRegistry:
         assert bkg.method == 'percentile'
         assert bkg.header['BKGOPTS'] == "{'percentile': 90.0}"
         assert get_estimator('PERCENTILE') is _percentile_estimator
+
+    def test_lazy_read_only_maps(self, flat_sky):
+        """Lazily computed read-only maps (broadcasts) are subtracted in
+        one call; only writable fresh maps are reused as buffers."""
+
+        def lazy(data, **options):
+            estimate = _percentile_estimator(data, **options)
+            return BackgroundEstimate(
+                lambda: estimate.background, lambda: estimate.rms,
+                estimate.global_back, estimate.global_rms, is_2d=False,
+                samples_per_estimate=estimate.samples_per_estimate)
+
+        register_estimator('lazy', lazy)
+        result = subtract_background(flat_sky[0], method='lazy')
+        level = np.percentile(flat_sky[0], 50.0)
+        np.testing.assert_allclose(result.data, flat_sky[0] - level,
+                                   rtol=1e-6, atol=1e-4)
+        error = result.meta['BKGSIG'] * np.sqrt(
+            MODE_VARIANCE_FACTOR / flat_sky[0].size)
+        np.testing.assert_allclose(result.uncertainty.array,
+                                   np.hypot(1.0, error), rtol=1e-6)
 
     def test_no_silent_replacement(self):
         """A name is only replaced with overwrite=True."""
