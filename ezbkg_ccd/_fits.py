@@ -90,14 +90,14 @@ def check_writable(path, *, overwrite=False):
         raise FileNotFoundError(msg)
 
 
-def atomic_write(hdulist, path, *, overwrite=False):
+def atomic_save(path, save, *, overwrite=False):
     """
-    Write ``hdulist`` to ``path`` through a temporary file and a rename.
+    Write ``path`` with ``save(temporary_path)`` and a rename.
 
     The temporary file lives in the target directory and keeps the
-    target's suffixes (so ``.fits.gz`` is compressed); an interrupted
-    write never leaves a partial file under the final name and never
-    damages an existing one.
+    target's suffixes (so ``.fits.gz`` is compressed and a figure's
+    format is known); an interrupted write never leaves a partial file
+    under the final name and never damages an existing one.
     """
     path = Path(path)
     check_writable(path, overwrite=overwrite)
@@ -112,9 +112,16 @@ def atomic_write(hdulist, path, *, overwrite=False):
     os.close(handle)
     try:
         os.chmod(temporary, _file_mode())
-        hdulist.writeto(temporary, overwrite=True, output_verify='exception')
+        save(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(temporary)
         raise
+
+
+def atomic_write(hdulist, path, *, overwrite=False):
+    """Write ``hdulist`` to ``path`` atomically (see `atomic_save`)."""
+    atomic_save(path, lambda temporary: hdulist.writeto(
+        temporary, overwrite=True, output_verify='exception'),
+        overwrite=overwrite)

@@ -126,7 +126,8 @@ def _parser():
         'demo', help='run the whole pipeline on data shipped with ezbkg-ccd',
         description='Reduce the raw CCD frame shipped with ezbkg-ccd '
                     '(overscan, trim, gain, errors), subtract its '
-                    'background and write it with BKG/BKGRMS HDUs.')
+                    'background, write it with BKG/BKGRMS HDUs and plot '
+                    'it (with matplotlib).')
     demo.add_argument('-o', '--output-dir', default='ezbkg-demo',
                       help='where to write the outputs (default: '
                            '%(default)s)')
@@ -148,10 +149,11 @@ def main(argv=None):
           output: .../raw_ccd_a8280271_bkgsub.fits
           method: sep
         box_size: (64, 64)
-     global_back: 163.040
-      global_rms: 13.935
+     global_back: 163.254
+      global_rms: 13.984
             unit: electron
           masked: 0
+          figure: .../raw_ccd_a8280271_bkgsub.png
     0
     """
     arguments = _parser().parse_args(argv)

@@ -4,21 +4,30 @@ The demonstration run on data shipped with the package.
 
 A raw SAAO 1.0 m CCD frame is reduced as a ccdproc user would (overscan,
 trim, gain, deviation), its background subtracted and written with its
-``BKG``/``BKGRMS`` HDUs.
+``BKG``/``BKGRMS`` HDUs, and plotted when matplotlib is installed.
 """
 
 import logging
 from importlib.resources import files
+from importlib.util import find_spec
 from pathlib import Path
 
 import astropy.units as u
 import ccdproc
+import numpy as np
 
 from ezbkg_ccd._fits import read_ccddata
 from ezbkg_ccd.persistence import write_with_background
+from ezbkg_ccd.plotting import plot_background
 from ezbkg_ccd.steps import estimate_background, subtract_background
 
-__all__ = ['raw_frame_path', 'reduce_raw_frame', 'run_demo']
+__all__ = ['IMAGE_SECTION', 'raw_frame_path', 'reduce_raw_frame', 'run_demo']
+
+#: The exposed pixels of the raw frame. STE3 is a 512x512 CCD; the
+#: frame's ``TRIMSEC``, ``[17:528, 1:520]``, also keeps the last 8 rows,
+#: a vertical overscan at the bias level that would drag the background
+#: map down (and make the spline ring) along the top edge.
+IMAGE_SECTION = '[17:528, 1:512]'
 
 
 def raw_frame_path():
@@ -38,20 +47,20 @@ def reduce_raw_frame(path):
     """
     Overscan-subtract, trim, gain-correct a raw frame and add its errors.
 
-    Uses the frame's ``BIASSEC``, ``TRIMSEC``, ``GAIN`` and ``RDNOISE``
-    keywords; returns a `~astropy.nddata.CCDData` in electrons.
+    Uses the frame's ``BIASSEC``, ``GAIN`` and ``RDNOISE`` keywords and
+    `IMAGE_SECTION`; returns a `~astropy.nddata.CCDData` in electrons.
 
     Examples
     --------
     >>> from ezbkg_ccd.demo import raw_frame_path, reduce_raw_frame
     >>> ccd = reduce_raw_frame(raw_frame_path())
     >>> ccd.shape, ccd.unit
-    ((520, 512), Unit("electron"))
+    ((512, 512), Unit("electron"))
     """
     ccd = read_ccddata(path)
     ccd = ccdproc.subtract_overscan(ccd, fits_section=ccd.header['BIASSEC'],
                                     median=True, overscan_axis=1)
-    ccd = ccdproc.trim_image(ccd, fits_section=ccd.header['TRIMSEC'])
+    ccd = ccdproc.trim_image(ccd, fits_section=IMAGE_SECTION)
     ccd = ccdproc.gain_correct(ccd, ccd.header['GAIN'] * u.electron / u.adu)
     # ccdproc logs (not warns) about negative pixels; they are expected in
     # an overscan-subtracted frame.
@@ -65,22 +74,27 @@ def reduce_raw_frame(path):
         logging.disable(previous)
 
 
-def run_demo(output_dir, *, overwrite=False):
+def run_demo(output_dir, *, overwrite=False, plot=True):
     """
     Run the demonstration and return its summary.
 
     Parameters
     ----------
     output_dir : str or `~pathlib.Path`
-        Created if missing; gets ``raw_ccd_a8280271_bkgsub.fits``.
+        Created if missing; gets ``raw_ccd_a8280271_bkgsub.fits`` and
+        its figure ``raw_ccd_a8280271_bkgsub.png``.
     overwrite : bool, optional
         Replace the output of an earlier run (default `False`).
+    plot : bool, optional
+        Write the figure (default `True`); skipped with a note in the
+        summary when matplotlib (the ``plot`` extra) is not installed.
 
     Returns
     -------
     summary : dict
         ``file``, ``output``, ``method``, ``box_size``, ``global_back``,
-        ``global_rms``, ``unit`` and ``masked`` (invalid pixels).
+        ``global_rms``, ``unit``, ``masked`` (invalid pixels) and
+        ``figure`` (its path, or why there is none).
 
     Examples
     --------
@@ -101,4 +115,17 @@ def run_demo(output_dir, *, overwrite=False):
             'method': background.method, 'box_size': background.box_size,
             'global_back': background.global_back,
             'global_rms': background.global_rms,
-            'unit': str(background.unit), 'masked': int(result.mask.sum())}
+            'unit': str(background.unit),
+            'masked': int(np.count_nonzero(result.mask)),
+            'figure': _figure(ccd, background, output.with_suffix('.png'),
+                              plot=plot)}
+
+
+def _figure(ccd, background, path, *, plot):
+    """Plot to ``path``; return it, or why no figure was made."""
+    if not plot:
+        return 'not asked for'
+    if find_spec('matplotlib') is None:
+        return 'none: pip install "ezbkg-ccd[plot]" for one'
+    plot_background(ccd, background, path=path)
+    return str(path)

@@ -8,6 +8,7 @@ import logging
 import numpy as np
 from astropy.visualization import ImageNormalize, MinMaxInterval, ZScaleInterval
 
+from ezbkg_ccd._fits import atomic_save
 from ezbkg_ccd._inputs import as_ccddata, working_copy
 
 __all__ = ['plot_background']
@@ -58,7 +59,8 @@ def plot_background(ccd, background, *, path=None, show=False):
     background : `~ezbkg_ccd.Background`
         Its background.
     path : str or `~pathlib.Path`, optional
-        Save the figure there as PNG.
+        Save the figure there (in the format of its suffix, written
+        atomically; an existing figure is replaced).
     show : bool, optional
         Show it in a window (only with an interactive backend; otherwise
         logged and skipped).
@@ -123,7 +125,8 @@ def plot_background(ccd, background, *, path=None, show=False):
     figure.suptitle(f'global background {background.global_back:.6g}, '
                     f'RMS {background.global_rms:.6g}{unit}')
     if path is not None:
-        figure.savefig(path, dpi=90)
+        atomic_save(path, lambda temporary: figure.savefig(temporary, dpi=90),
+                    overwrite=True)
     if interactive:
         plt.show()
     return figure

@@ -26,11 +26,14 @@ def test_demo_subprocess(tmp_path):
     """The demo writes a readable subtracted frame with its background."""
     process = ezbkg('demo', '-o', 'out', cwd=tmp_path)
     assert process.returncode == 0, process.stderr
-    assert 'global_back: 163.040' in process.stdout
+    assert 'global_back: 163.254' in process.stdout
+    figure = tmp_path / 'out' / 'raw_ccd_a8280271_bkgsub.png'
+    assert f'figure: out/{figure.name}' in process.stdout
+    assert figure.read_bytes().startswith(b'\x89PNG\r\n\x1a\n')
     ccd, bkg = read_with_background(tmp_path / 'out'
                                     / 'raw_ccd_a8280271_bkgsub.fits')
     assert ccd.unit == 'electron' and bkg.unit == 'electron'
-    assert ccd.shape == bkg.shape == (520, 512)
+    assert ccd.shape == bkg.shape == (512, 512)
     assert abs(np.median(ccd.data)) < 0.5 * bkg.global_rms
     assert ccd.meta['BKGSUB'] is True
 

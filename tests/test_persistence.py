@@ -25,6 +25,7 @@ from ezbkg_ccd import (
     write_background,
     write_with_background,
 )
+from ezbkg_ccd.demo import IMAGE_SECTION
 
 from .conftest import DATA, SIGMA
 
@@ -132,7 +133,7 @@ class TestRoundTrip:
         raw = CCDData.read(DATA / 'raw_ccd_a8280271.fits', unit='adu')
         ccd = ccdproc.subtract_overscan(raw, fits_section=raw.header['BIASSEC'],
                                         median=True, overscan_axis=1)
-        ccd = ccdproc.trim_image(ccd, fits_section=ccd.header['TRIMSEC'])
+        ccd = ccdproc.trim_image(ccd, fits_section=IMAGE_SECTION)
         bkg = estimate_background(ccd)
         result = subtract_background(ccd, bkg, gain=raw.header['GAIN'])
         path = tmp_path / 'a8280271_bkgsub.fits'

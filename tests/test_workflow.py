@@ -3,6 +3,7 @@
 
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from astropy.utils.exceptions import AstropyDeprecationWarning
 from photutils.background import Background2D
 
 from ezbkg_ccd import Background, BackgroundGenerator, ScienceImage, invalid_pixel_mask
+from ezbkg_ccd.demo import run_demo
 from ezbkg_ccd.paths import MAX_COMPONENT_LENGTH, fill_savedir, safe_component
 from ezbkg_ccd.plotting import plot_background
 
@@ -293,6 +295,36 @@ class TestPlot:
             'image - background']
         assert len(figure.axes[1].lines) == 6  # 3 + 3 mesh lines
         assert (tmp_path / 'b.png').read_bytes()[:8] == PNG_SIGNATURE
+
+    def test_failed_save_leaves_nothing(self, tmp_path, flat_sky,
+                                        monkeypatch):
+        """A figure is written atomically: a failed save leaves no file
+        and keeps the figure already there."""
+        from matplotlib.figure import Figure
+
+        from ezbkg_ccd import estimate_background
+
+        bkg = estimate_background(flat_sky[0])
+        path = tmp_path / 'b.png'
+        path.write_bytes(b'old')
+
+        def broken(self, fname, *args, **kwargs):
+            Path(fname).write_bytes(b'\x89PNG half')
+            raise OSError('disk full')
+
+        monkeypatch.setattr(Figure, 'savefig', broken)
+        with pytest.raises(OSError, match='disk full'):
+            plot_background(flat_sky[0], bkg, path=path)
+        assert [p.name for p in tmp_path.iterdir()] == ['b.png']
+        assert path.read_bytes() == b'old'
+
+    def test_demo_without_matplotlib(self, tmp_path, monkeypatch):
+        """The demo still writes its frame and says how to get a figure."""
+        monkeypatch.setitem(sys.modules, 'matplotlib', None)
+        summary = run_demo(tmp_path)
+        assert summary['figure'] == 'none: pip install "ezbkg-ccd[plot]" for one'
+        assert [p.name for p in tmp_path.iterdir()] == [
+            'raw_ccd_a8280271_bkgsub.fits']
 
     def test_without_matplotlib(self, monkeypatch, flat_sky):
         """Without matplotlib, a clear ImportError names the extra."""
