@@ -17,8 +17,11 @@ noise sigma, averaged over seeds, for:
   ``exclude_percentile=50`` so that crowded frames do not fail);
 - ``ours``: ``estimate_background(method='sep')``, invalid pixels
   (NaN, zeroed regions, saturation) masked by ``invalid_pixel_mask``;
-- ``ours+auto``: the same with ``source_mask='auto'`` and
-  ``edge='adaptive'`` (our recommended settings for accuracy).
+- ``ours+reject``: the same with ``reject_skewed=True`` (meshes skewed
+  by unmasked sources rejected), no source mask;
+- ``ours+auto``: the same with ``source_mask='auto'``,
+  ``reject_skewed=True`` and ``edge='adaptive'`` (our recommended
+  settings for accuracy).
 
 For the galaxy scene also the mean error within 3 scale lengths (the
 flux the background steals). Results go to
@@ -40,7 +43,7 @@ from ezbkg_ccd.synthetic import SCENES, make_scene
 
 RESULTS = Path(__file__).parent / 'results'
 SIGMA = 5.0
-CONTENDERS = ('sep', 'photutils', 'ours', 'ours+auto')
+CONTENDERS = ('sep', 'photutils', 'ours', 'ours+reject', 'ours+auto')
 
 
 def estimates(image):
@@ -54,8 +57,11 @@ def estimates(image):
     return {'sep': sep.Background(np.ascontiguousarray(image)).back(),
             'photutils': photutils_map,
             'ours': estimate_background(image, mask=invalid).data,
+            'ours+reject': estimate_background(image, mask=invalid,
+                                               reject_skewed=True).data,
             'ours+auto': estimate_background(image, mask=invalid,
                                              source_mask='auto',
+                                             reject_skewed=True,
                                              edge='adaptive').data}
 
 

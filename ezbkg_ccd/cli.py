@@ -29,6 +29,8 @@ def _batch(arguments):
                'filter_size': arguments.filter_size}
     if arguments.mask_sources == 'auto':
         options['source_mask'] = 'auto'
+    if arguments.reject_skewed:
+        options['reject_skewed'] = True
     reports = process_files(
         arguments.files, output_dir=arguments.output_dir,
         n_jobs=arguments.jobs, client=arguments.scheduler,
@@ -83,6 +85,8 @@ def _add_batch_parser(commands, name, help_text):
     parser.add_argument('--mask-sources', choices=['auto', 'none'],
                         default='none',
                         help='mask sources automatically (default: none)')
+    parser.add_argument('--reject-skewed', action='store_true',
+                        help='reject meshes skewed by unmasked sources')
     parser.add_argument('--hdu', type=_hdu, default=0,
                         help='image HDU index or name (default: 0)')
     parser.add_argument('--all-hdus', action='store_true',

@@ -33,6 +33,8 @@ KEYWORDS = {
     'BKGSRCM': 'source mask used: none, user or auto',
     'BKGNSRC': 'number of source-masked pixels',
     'BKGSMOPT': 'settings of the automatic source mask',
+    'BKGREJT': '[sigma] skew threshold of mesh rejection',
+    'BKGNREJ': 'meshes rejected as source-skewed',
     'BKGOPTS': 'further estimator options',
     'TGTPATH': 'file the background was estimated from',
     'BKGDATE': '[UTC] when the background was estimated',

@@ -20,6 +20,7 @@ from ezbkg_ccd._inputs import (
 )
 from ezbkg_ccd._uncertainty import gain_in_electrons, subtracted_uncertainty
 from ezbkg_ccd.background import Background
+from ezbkg_ccd.meshes import skewed_meshes
 from ezbkg_ccd.provenance import KEYWORDS, provenance_header, set_card
 from ezbkg_ccd.registry import get_estimator
 
@@ -57,8 +58,24 @@ def _target(ccd):
     return os.fspath(ccd) if isinstance(ccd, (str, os.PathLike)) else None
 
 
+def _as_rejection(value):
+    """The skew threshold of ``reject_skewed``, or `None` (off)."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        return 5.0
+    if not isinstance(value, Real):
+        msg = f'reject_skewed must be a bool or a number, got {value!r}'
+        raise TypeError(msg)
+    if not (np.isfinite(value) and value > 0):
+        msg = f'reject_skewed must be positive and finite, got {value!r}'
+        raise ValueError(msg)
+    return float(value)
+
+
 def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
-              mask, source_mask, source_mask_options=None, **options):
+              mask, source_mask, source_mask_options=None,
+              reject_skewed=False, **options):
     """`estimate_background`, also returning the estimator's raw result."""
     target = _target(ccd)
     ccd = as_ccddata(ccd)
@@ -66,6 +83,7 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
     box_size = as_pair(box_size, name='box_size')
     filter_size = as_pair(filter_size, name='filter_size', odd=True)
     filter_threshold = _as_threshold(filter_threshold)
+    rejection = _as_rejection(reject_skewed)
     work = working_copy(ccd.data)
     invalid, invalid_sources = _invalid_pixels(ccd, work, mask)
     source_kind = 'user'
@@ -88,6 +106,11 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
     if excluded.all():
         msg = 'ccd has no valid pixels: every pixel is masked or non-finite'
         raise ValueError(msg)
+    rejected = None
+    if rejection is not None:
+        skewed, rejected = skewed_meshes(work, excluded, box_size,
+                                         threshold=rejection)
+        excluded = excluded | skewed
     estimate = estimator(work, mask=excluded, box_size=box_size,
                          filter_size=filter_size,
                          filter_threshold=filter_threshold, **options)
@@ -103,6 +126,7 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
         'BKGSRCM': 'none' if source_mask is None else source_kind,
         'BKGNSRC': (0 if source_mask is None
                     else int(np.count_nonzero(source_mask))),
+        'BKGREJT': rejection, 'BKGNREJ': rejected,
         'BKGOPTS': repr(dict(sorted(options.items()))) if options else None,
         'BKGSMOPT': (repr(dict(sorted(source_mask_options.items())))
                      if source_kind == 'auto' and source_mask_options
@@ -118,7 +142,8 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
 
 def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
                         filter_threshold=0.0, mask=None, source_mask=None,
-                        source_mask_options=None, **options):
+                        source_mask_options=None, reject_skewed=False,
+                        **options):
     """
     Estimate the sky background of an image.
 
@@ -152,6 +177,12 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
         Settings of `~ezbkg_ccd.make_source_mask` for ``'auto'``
         (threshold, min_area, dilate, wing_level, ...), recorded as
         ``BKGSMOPT``.
+    reject_skewed : bool or float, optional
+        Exclude the meshes that unmasked source light skews, to be filled
+        from their neighbours (`~ezbkg_ccd.meshes.skewed_meshes`): `True`
+        at 5 times the skew's noise, or that threshold. Off by default,
+        which keeps SExtractor's map; recorded as ``BKGREJT`` and
+        ``BKGNREJ``.
     **options
         Further keywords for the estimator (recorded as ``BKGOPTS``).
 
@@ -187,7 +218,7 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
         ccd, method=method, box_size=box_size, filter_size=filter_size,
         filter_threshold=filter_threshold, mask=mask,
         source_mask=source_mask, source_mask_options=source_mask_options,
-        **options)
+        reject_skewed=reject_skewed, **options)
     return background
 
 

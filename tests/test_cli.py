@@ -91,12 +91,14 @@ class TestCommandLine:
     def test_estimate_and_info(self, frames, tmp_path):
         """estimate writes backgrounds; info prints their provenance."""
         process = ezbkg('estimate', str(frames / 'f0.fits'), '-o', '.',
-                        '--box-size', '32', '--filter-size', '1', cwd=tmp_path)
+                        '--box-size', '32', '--filter-size', '1',
+                        '--reject-skewed', cwd=tmp_path)
         assert process.returncode == 0, process.stderr
         info = ezbkg('info', 'f0.bkg.fits', cwd=tmp_path)
         assert info.returncode == 0
         assert 'BKGTYPE   SEP' in info.stdout
         assert 'BKGFILT   1' in info.stdout
+        assert 'BKGREJT   5.0' in info.stdout
         assert 'global background level' in info.stdout
 
     def test_info_of_plain_file(self, frames, tmp_path):
