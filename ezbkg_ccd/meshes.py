@@ -12,16 +12,13 @@ with too few usable pixels.
 
 import numpy as np
 
+from ezbkg_ccd.estimators import MIN_MESH_COVERAGE
+
 __all__ = ['skewed_meshes', 'SKEW_NOISE_FACTOR']
 
 #: Variance of ``(mean - median) / sigma`` of n Gaussian samples, times n:
 #: var(median) + var(mean) - 2 cov = pi/2 + 1 - 2.
 SKEW_NOISE_FACTOR = np.pi / 2 - 1
-
-#: A mesh needs this fraction of usable pixels to be judged (fewer, and
-#: the estimator already treats it as bad).
-_MIN_COVERAGE = 0.5
-
 
 def _band_skew(band, excluded, width):
     """``(skew, noise)`` of each mesh of one band of mesh rows."""
@@ -32,10 +29,11 @@ def _band_skew(band, excluded, width):
     values = values.reshape(height, meshes, width).transpose(1, 0, 2)
     values = values.reshape(meshes, height * width)
     count = np.count_nonzero(np.isfinite(values), axis=1)
-    skew = np.full(meshes, np.nan)
-    judged = count >= _MIN_COVERAGE * values.shape[1]
+    skew, noise = np.full(meshes, np.nan), np.full(meshes, np.inf)
+    # a mesh with fewer usable pixels is already bad for the estimator
+    judged = count >= MIN_MESH_COVERAGE * values.shape[1]
     if not judged.any():
-        return skew, np.inf
+        return skew, noise
     values = values[judged]
     median = np.nanmedian(values, axis=1, keepdims=True)
     spread = 1.4826 * np.nanmedian(np.abs(values - median), axis=1,
@@ -45,7 +43,6 @@ def _band_skew(band, excluded, width):
         skew[judged] = ((np.nanmean(values, axis=1)
                          - np.nanmedian(values, axis=1))
                         / np.nanstd(values, axis=1))
-    noise = np.full(meshes, np.inf)
     noise[judged] = np.sqrt(SKEW_NOISE_FACTOR
                             / np.count_nonzero(np.isfinite(values), axis=1))
     return skew, noise
@@ -109,7 +106,7 @@ def skewed_meshes(data, excluded, box_size, *, threshold=5.0,
         rows = slice(top, top + height)
         skew, noise = _band_skew(data[rows], excluded[rows], width)
         skews.append(skew)
-        noises.append(np.broadcast_to(noise, skew.shape))
+        noises.append(noise)
     skew, noise = np.array(skews), np.array(noises)
     significance = np.nan_to_num(skew / noise, nan=-np.inf)
     judged = np.count_nonzero(np.isfinite(skew))
