@@ -22,6 +22,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 
 from ezbkg_ccd._fits import atomic_write, open_fits, read_ccddata
+from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import (
     background_hdus,
     write_background,
@@ -168,10 +169,7 @@ def _outputs(inputs, output_dir, suffix):
     """Output path of each input; the second of two that collide is `None`."""
     outputs, seen = [], set()
     for path in inputs:
-        name = path.name
-        for ending in ('.gz', '.fits', '.fit', '.fts'):
-            name = name.removesuffix(ending)
-        output = Path(output_dir) / f'{name}{suffix}'
+        output = Path(output_dir) / f'{fits_stem(path)}{suffix}'
         outputs.append(None if output in seen else output)
         seen.add(output)
     return outputs

@@ -17,6 +17,7 @@ import ccdproc
 import numpy as np
 
 from ezbkg_ccd._fits import read_ccddata
+from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import write_with_background
 from ezbkg_ccd.plotting import plot_background
 from ezbkg_ccd.steps import estimate_background, subtract_background
@@ -109,7 +110,7 @@ def run_demo(output_dir, *, overwrite=False, plot=True):
     ccd = reduce_raw_frame(path)
     background = estimate_background(ccd, box_size=64, filter_size=3)
     result = subtract_background(ccd, background)
-    output = output_dir / f'{path.name.removesuffix(".fits")}_bkgsub.fits'
+    output = output_dir / f'{fits_stem(path)}_bkgsub.fits'
     write_with_background(result, background, output, overwrite=overwrite)
     return {'file': path.name, 'output': str(output),
             'method': background.method, 'box_size': background.box_size,

@@ -10,7 +10,7 @@ from pathlib import Path
 from astropy.nddata import CCDData
 from astropy.utils.decorators import deprecated
 
-from ezbkg_ccd.paths import fill_savedir
+from ezbkg_ccd.paths import fill_savedir, fits_stem
 from ezbkg_ccd.persistence import write_with_background
 from ezbkg_ccd.provenance import KEYWORDS, set_card
 from ezbkg_ccd.science_image import ScienceImage
@@ -83,8 +83,7 @@ class BackgroundGenerator:
         folder = self.output_dir(image)
         if folder is None or image.path is None:
             return None
-        stem = image.path.name.removesuffix('.gz').removesuffix('.fits')
-        return folder / f'{stem}{suffix}'
+        return folder / f'{fits_stem(image.path)}{suffix}'
 
     @staticmethod
     def _figure_path(path, save_fig):

@@ -13,14 +13,18 @@ import re
 import string
 from pathlib import Path
 
-__all__ = ['safe_component', 'fill_savedir', 'MISSING_VALUE',
-           'MAX_COMPONENT_LENGTH']
+__all__ = ['safe_component', 'fill_savedir', 'fits_stem', 'MISSING_VALUE',
+           'MAX_COMPONENT_LENGTH', 'FITS_ENDINGS']
 
 #: Used for a keyword the header lacks or whose value sanitises to nothing.
 MISSING_VALUE = 'UNKNOWN'
 
 #: Longest folder name made from one header value.
 MAX_COMPONENT_LENGTH = 64
+
+#: File-name endings taken off a FITS file's name to name what derives
+#: from it (``.gz`` first, so ``.fits.gz`` goes whole).
+FITS_ENDINGS = ('.gz', '.fits', '.fit', '.fts')
 
 _UNSAFE = re.compile(r'[^A-Za-z0-9._+-]+')
 _KEYWORD = re.compile(r'[A-Za-z][A-Za-z0-9_-]{0,69}')
@@ -46,6 +50,22 @@ def safe_component(value):
     text = '' if value is None else str(value).strip()
     text = _UNSAFE.sub('_', text).lstrip('.')[:MAX_COMPONENT_LENGTH]
     return text.strip('_') and text or MISSING_VALUE
+
+
+def fits_stem(path):
+    """
+    The name of a FITS file without its `FITS_ENDINGS`.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd.paths import fits_stem
+    >>> fits_stem('night/a0042.fits.gz'), fits_stem('b.fit'), fits_stem('c.v2')
+    ('a0042', 'b', 'c.v2')
+    """
+    name = Path(path).name
+    for ending in FITS_ENDINGS:
+        name = name.removesuffix(ending)
+    return name
 
 
 def fill_savedir(template, header, root):

@@ -8,6 +8,7 @@ from pathlib import Path
 from ezbkg_ccd._fits import read_ccddata
 from ezbkg_ccd._inputs import as_ccddata
 from ezbkg_ccd.masks import invalid_pixel_mask
+from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import read_background
 from ezbkg_ccd.source_mask import make_source_mask
 
@@ -105,9 +106,7 @@ class ScienceImage:
         """The default background file: ``<stem>.bkg.fits`` beside the image."""
         if self.path is None:
             return None
-        return self.path.with_name(
-            f'{self.path.name.removesuffix(".gz").removesuffix(".fits")}'
-            '.bkg.fits')
+        return self.path.with_name(f'{fits_stem(self.path)}.bkg.fits')
 
     def link_background(self, background):
         """Link ``background`` to this image and record ``BKGPATH``."""

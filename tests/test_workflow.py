@@ -237,6 +237,18 @@ class TestScienceImage:
         with pytest.raises(FileNotFoundError, match='no such FITS file'):
             ScienceImage(tmp_path / 'none.fits')
 
+    @pytest.mark.parametrize('name', ['a.fits', 'a.fits.gz', 'a.fit',
+                                      'a.fts'])
+    def test_derived_names_share_the_batch_stem(self, tmp_path, name):
+        """The generator, bkgpath and process_files name outputs alike."""
+        path = tmp_path / name
+        path.write_bytes(b'')
+        image = ScienceImage(path)
+        assert image.bkgpath == tmp_path / 'a.bkg.fits'
+        generator = BackgroundGenerator()
+        assert generator._output_path(image, '_bkgsub.fits') == (
+            tmp_path / 'a_bkgsub.fits')
+
     def test_invalid_mask_rule(self, tmp_path):
         """Non-finite, ccd.mask, saturated and zeroed regions are invalid."""
         data = np.full((100, 100), 50.0)
