@@ -6,14 +6,17 @@ Each follows the calling convention of `ezbkg_ccd.registry` and is
 registered under its name when the package is imported.
 """
 
+import warnings
+
 import numpy as np
 import sep
 from astropy.stats import SigmaClip, sigma_clipped_stats
+from astropy.utils.exceptions import AstropyUserWarning
 
+from ezbkg_ccd import strips
 from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
 from ezbkg_ccd.edges import fill_edges
 from ezbkg_ccd.registry import BackgroundEstimate, register_estimator
-from ezbkg_ccd.strips import sep_strips
 
 __all__ = ['sep_estimator', 'constant_estimator', 'photutils_estimator']
 
@@ -70,9 +73,10 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
     ``'spline'`` is SExtractor's map exactly.
 
     With ``n_jobs > 1`` a large frame is split into overlapping strips
-    computed in parallel processes (`ezbkg_ccd.strips`); the maps then
+    computed in parallel threads (`ezbkg_ccd.strips`); the maps then
     match the single-call maps to a small fraction of the RMS and the
-    global values are the medians of the strips'.
+    global values are the medians of the strips'. With a SEP version
+    whose C library is not bound, this warns and makes one call.
 
     Examples
     --------
@@ -96,9 +100,15 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         msg = f"edge must be 'spline' or 'adaptive', got {edge!r}"
         raise ValueError(msg)
     samples = box_size[0] * box_size[1]
+    if n_jobs > 1 and not strips.AVAILABLE:
+        msg = (f'n_jobs={n_jobs} needs SEP 1.3 or 1.4 (its C library is '
+               f'called directly), found sep {sep.__version__}; computing '
+               'the background in one call')
+        warnings.warn(msg, AstropyUserWarning, stacklevel=2)
+        n_jobs = 1
     if n_jobs > 1:
-        back, rms, global_back, global_rms = sep_strips(data, n_jobs=n_jobs,
-                                                        **options)
+        back, rms, global_back, global_rms = strips.sep_strips(
+            data, n_jobs=n_jobs, **options)
         extra, subtract_from = {}, None
     else:
         background = sep.Background(data, **options)
