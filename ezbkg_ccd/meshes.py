@@ -20,6 +20,7 @@ __all__ = ['skewed_meshes', 'SKEW_NOISE_FACTOR']
 #: var(median) + var(mean) - 2 cov = pi/2 + 1 - 2.
 SKEW_NOISE_FACTOR = np.pi / 2 - 1
 
+
 def _band_skew(band, excluded, width):
     """``(skew, noise)`` of each mesh of one band of mesh rows."""
     height = band.shape[0]
