@@ -172,7 +172,14 @@ def bench_strips(size, repeats):
         for times, function in cases[::-1] if round_ % 2 else cases:
             times.append(timed(function))
     ratios = [one / two for one, two in zip(single, parallel, strict=True)]
+    one_call = estimate_background(data)
+    stitched = estimate_background(data, n_jobs=2)
+    difference = {name: np.abs(getattr(stitched, name) - getattr(one_call, name))
+                  for name in ('data', 'rms')}
     return {'frame': f'{size}^2 float32', 'rounds': repeats,
+            'max_difference_over_rms': {
+                name: float(value.max() / one_call.global_rms)
+                for name, value in difference.items()},
             'single_s': statistics.median(single),
             'two_jobs_s': statistics.median(parallel),
             'speedup': statistics.median(ratios),
@@ -219,7 +226,9 @@ def main(argv=None):
     print(results_table(rows))
     print(f"\nstrips: {strips['frame']}, 1 job {strips['single_s']:.3f} s, "
           f"2 jobs {strips['two_jobs_s']:.3f} s, speed-up {strips['speedup']:.2f}x "
-          "(rounds: {:.2f}-{:.2f}x)".format(*strips['speedup_range']))
+          "(rounds: {:.2f}-{:.2f}x); stitched - one call: {data:.1e} (map), "
+          "{rms:.1e} (RMS map) of the RMS".format(*strips['speedup_range'],
+                                                  **strips['max_difference_over_rms']))
     print(f'machine: {machine}')
 
 
