@@ -5,12 +5,13 @@ SEP's C background functions, called through `ctypes`.
 SEP's Python API holds the GIL for the whole computation and always
 allocates new full-size maps. Its C library, which is the same shared
 object, does neither when called through `ctypes`: each call releases
-the GIL, and the maps are written one row at a time into arrays the
-caller owns. That lets strips of one frame run in threads and write
-their own rows of one result (`ezbkg_ccd.strips`).
+the GIL, the filtered mesh grids can be read from the ``sep_bkg`` it
+returns, and the maps can be interpolated one row at a time, from any
+mesh grid, into arrays the caller owns. That lets strips of one frame
+run in threads (`ezbkg_ccd.strips`).
 
-Only SEP versions whose ``sep_image`` layout is known are bound (its
-current layout dates from SEP 1.3.0); with any other version
+Only SEP versions whose ``sep_image`` and ``sep_bkg`` layouts are known
+are bound (both date from SEP 1.3.0); with any other version
 `AVAILABLE` is False.
 """
 
@@ -19,9 +20,10 @@ import ctypes
 import numpy as np
 import sep
 
-__all__ = ['AVAILABLE', 'background_rows']
+__all__ = ['AVAILABLE', 'filtered_meshes', 'interpolate_rows',
+           'spline_second_derivatives']
 
-#: (major, minor) versions of SEP whose ``sep_image`` layout is below.
+#: (major, minor) versions of SEP whose struct layouts are below.
 KNOWN_VERSIONS = ((1, 3), (1, 4))
 
 _TYPE_CODES = {np.dtype('float32'): 42, np.dtype('float64'): 82}
@@ -43,6 +45,20 @@ class _Image(ctypes.Structure):
                 ('maskthresh', ctypes.c_double)]
 
 
+class _Background(ctypes.Structure):
+    """SEP's ``sep_bkg`` (sep.h, SEP 1.3 and 1.4)."""
+
+    _fields_ = [('w', ctypes.c_int64), ('h', ctypes.c_int64),
+                ('bw', ctypes.c_int64), ('bh', ctypes.c_int64),
+                ('nx', ctypes.c_int64), ('ny', ctypes.c_int64),
+                ('n', ctypes.c_int64), ('global_back', ctypes.c_float),
+                ('global_rms', ctypes.c_float),
+                ('back', ctypes.POINTER(ctypes.c_float)),
+                ('dback', ctypes.POINTER(ctypes.c_float)),
+                ('sigma', ctypes.POINTER(ctypes.c_float)),
+                ('dsigma', ctypes.POINTER(ctypes.c_float))]
+
+
 def _version(text):
     """``(major, minor)`` of a version string, or None if it has none."""
     try:
@@ -61,11 +77,12 @@ def _bind(module):
         library.sep_background.argtypes = [
             ctypes.POINTER(_Image), ctypes.c_int64, ctypes.c_int64,
             ctypes.c_int64, ctypes.c_int64, ctypes.c_double,
-            ctypes.POINTER(ctypes.c_void_p)]
+            ctypes.POINTER(ctypes.POINTER(_Background))]
         for name in ('sep_bkg_line', 'sep_bkg_rmsline'):
             getattr(library, name).argtypes = [
-                ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
-        library.sep_bkg_free.argtypes = [ctypes.c_void_p]
+                ctypes.POINTER(_Background), ctypes.c_int64, ctypes.c_void_p,
+                ctypes.c_int]
+        library.sep_bkg_free.argtypes = [ctypes.POINTER(_Background)]
         library.sep_bkg_free.restype = None
         library.sep_get_errmsg.argtypes = [ctypes.c_int, ctypes.c_char_p]
         library.sep_get_errmsg.restype = None
@@ -78,7 +95,7 @@ def _bind(module):
 
 _LIBRARY = _bind(sep)
 
-#: Whether `background_rows` can be used with the installed SEP.
+#: Whether the functions below can be used with the installed SEP.
 AVAILABLE = _LIBRARY is not None
 
 
@@ -100,10 +117,21 @@ def _address(array, row):
     return array.ctypes.data + row * array.strides[0]
 
 
-def background_rows(data, mask, *, rows, own, back, rms, bw, bh, fw, fh,
-                    fthresh):
+def _require_contiguous(names, *arrays):
+    """Raise unless the arrays are C-contiguous and of one shape."""
+    for array in arrays:
+        if not array.flags.c_contiguous or array.shape != arrays[0].shape:
+            msg = f'{names} must be C-contiguous and of one shape'
+            raise ValueError(msg)
+
+
+def filtered_meshes(data, mask, *, rows, bw, bh, fw, fh, fthresh):
     """
-    SEP's maps of ``data[rows]``, written into ``back[own]``, ``rms[own]``.
+    SEP's filtered mesh grids of ``data[rows]``.
+
+    The grids are what `sep.Background` interpolates: each mesh's mode
+    and sigma after bad meshes are filled and the median filter is
+    applied.
 
     Parameters
     ----------
@@ -112,59 +140,148 @@ def background_rows(data, mask, *, rows, own, back, rms, bw, bh, fw, fh,
     mask : `~numpy.ndarray` of bool or None
         C-contiguous, ``data``'s shape; True excludes a pixel.
     rows : slice
-        Rows SEP computes with (a strip with its overlap).
-    own : slice
-        Rows, within ``rows``, whose maps are written.
-    back, rms : `~numpy.ndarray`
-        C-contiguous, ``data``'s shape and dtype; written in ``own``.
+        Rows of ``data`` that SEP computes with.
     bw, bh, fw, fh, fthresh
         As for `sep.Background`.
+
+    Returns
+    -------
+    back, sigma : `~numpy.ndarray`
+        float32 grids, one row per mesh row of ``data[rows]``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> import sep
-    >>> from ezbkg_ccd._sep_c import background_rows
-    >>> data = np.random.default_rng(0).normal(5, 1, (256, 64)).astype('f4')
-    >>> back, rms = np.zeros_like(data), np.zeros_like(data)
-    >>> background_rows(data, None, rows=slice(0, 256), own=slice(64, 128),
-    ...                 back=back, rms=rms, bw=32, bh=32, fw=3, fh=3,
-    ...                 fthresh=0.0)
-    >>> bool((back[64:128] == sep.Background(data, bw=32, bh=32).back()[64:128]).all())
-    True
-    >>> bool((back[:64] == 0).all())
-    True
+    >>> from ezbkg_ccd._sep_c import filtered_meshes
+    >>> data = np.full((96, 64), 5.0, dtype=np.float32)
+    >>> back, sigma = filtered_meshes(data, None, rows=slice(0, 96), bw=32,
+    ...                               bh=32, fw=3, fh=3, fthresh=0.0)
+    >>> back.shape, float(back.max()), float(sigma.max())
+    ((3, 2), 5.0, 0.0)
     """
-    if data.dtype not in _TYPE_CODES or {back.dtype, rms.dtype} != {data.dtype}:
-        msg = ('data, back and rms must share a native float32 or float64 '
-               f'dtype, got {data.dtype}, {back.dtype}, {rms.dtype}')
+    if data.dtype not in _TYPE_CODES:
+        msg = f'data must be native float32 or float64, got {data.dtype}'
         raise TypeError(msg)
     if mask is not None and mask.dtype != bool:
         msg = f'mask must be bool, got {mask.dtype}'
         raise TypeError(msg)
-    code = _TYPE_CODES[data.dtype]
-    for array in (data, back, rms) if mask is None else (data, mask, back, rms):
-        if not array.flags.c_contiguous or array.shape != data.shape:
-            msg = 'data, mask, back and rms must be C-contiguous and of one shape'
-            raise ValueError(msg)
-    image = _Image(data=_address(data, rows.start), dtype=code,
+    _require_contiguous('data and mask',
+                        *(data,) if mask is None else (data, mask))
+    image = _Image(data=_address(data, rows.start), dtype=_TYPE_CODES[data.dtype],
                    w=data.shape[1], h=rows.stop - rows.start)
     if mask is not None:
         image.mask = _address(mask, rows.start)
         image.mdtype = _BYTE_CODE
-    background = ctypes.c_void_p()
+    background = ctypes.POINTER(_Background)()
     _check(_LIBRARY.sep_background(ctypes.byref(image), bw, bh, fw, fh,
                                    fthresh, ctypes.byref(background)))
-    back_line, rms_line = _LIBRARY.sep_bkg_line, _LIBRARY.sep_bkg_rmsline
-    back_address, rms_address = _address(back, 0), _address(rms, 0)
-    step = back.strides[0]
     try:
-        for row in range(own.start, own.stop):
-            offset = row * step
-            status = (back_line(background, row - rows.start,
-                                back_address + offset, code)
-                      or rms_line(background, row - rows.start,
-                                  rms_address + offset, code))
-            _check(status)
+        grid = background.contents
+        shape = (-(-image.h // bh), -(-image.w // bw))
+        if (grid.ny, grid.nx, grid.w, grid.h) != (*shape, image.w, image.h):
+            msg = (f'sep {sep.__version__} returned a background of an '
+                   'unexpected layout')
+            raise RuntimeError(msg)
+        return (np.ctypeslib.as_array(grid.back, shape).copy(),
+                np.ctypeslib.as_array(grid.sigma, shape).copy())
     finally:
         _LIBRARY.sep_bkg_free(background)
+
+
+def spline_second_derivatives(nodes):
+    """
+    The y-spline coefficients that SEP keeps with a mesh grid (its
+    ``dback`` and ``dsigma``).
+
+    SEP's ``makebackspline`` recurrence for a natural cubic spline
+    along each column of meshes, in float32 and in the same order, so
+    the result equals SEP's bit for bit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd._sep_c import spline_second_derivatives
+    >>> nodes = np.array([[0.0], [1.0], [0.0], [1.0]], dtype=np.float32)
+    >>> spline_second_derivatives(nodes).ravel()
+    array([ 0.       , -0.5277778,  0.6666667,  0.       ], dtype=float32)
+    >>> float(abs(spline_second_derivatives(np.arange(4.0)[:, None])).max())
+    0.0
+    """
+    nodes = np.asarray(nodes, dtype=np.float32)
+    second = np.zeros_like(nodes)
+    upper = np.zeros_like(nodes)
+    four, six, two = np.float32(4), np.float32(6), np.float32(2)
+    for y in range(1, len(nodes) - 1):
+        factor = np.float32(-1) / (second[y - 1] + four)
+        second[y] = factor
+        upper[y] = factor * (upper[y - 1] - six * (nodes[y + 1] + nodes[y - 1]
+                                                   - two * nodes[y]))
+    for y in range(len(nodes) - 2, 0, -1):
+        second[y] = (second[y] * second[y + 1] + upper[y]) / np.float64(6)
+    return second
+
+
+def interpolate_rows(grids, *, rows, back, rms, bw, bh):
+    """
+    SEP's bicubic maps of the mesh ``grids``, written into ``back[rows]``
+    and ``rms[rows]``.
+
+    Parameters
+    ----------
+    grids : (back, dback, sigma, dsigma)
+        C-contiguous float32 mesh grids and their second derivatives
+        along y (`spline_second_derivatives`), as SEP keeps them.
+    rows : slice
+        Rows of the maps to write.
+    back, rms : `~numpy.ndarray`
+        C-contiguous float32 or float64 maps of the full image.
+    bw, bh : int
+        Mesh width and height.
+
+    Examples
+    --------
+    SEP's own maps, rebuilt from its grids:
+
+    >>> import numpy as np
+    >>> import sep
+    >>> from ezbkg_ccd._sep_c import (
+    ...     filtered_meshes, interpolate_rows, spline_second_derivatives)
+    >>> data = np.random.default_rng(0).normal(5, 1, (128, 96)).astype('f4')
+    >>> back, sigma = filtered_meshes(data, None, rows=slice(0, 128), bw=32,
+    ...                               bh=32, fw=3, fh=3, fthresh=0.0)
+    >>> grids = (back, spline_second_derivatives(back),
+    ...          sigma, spline_second_derivatives(sigma))
+    >>> maps = np.zeros_like(data), np.zeros_like(data)
+    >>> interpolate_rows(grids, rows=slice(32, 128), back=maps[0],
+    ...                  rms=maps[1], bw=32, bh=32)
+    >>> single = sep.Background(data, bw=32, bh=32)
+    >>> bool((maps[0][32:] == single.back()[32:]).all())
+    True
+    >>> bool((maps[1][:32] == 0).all())  # rows not asked for
+    True
+    """
+    if back.dtype not in _TYPE_CODES or rms.dtype != back.dtype:
+        msg = ('back and rms must share a native float32 or float64 dtype, '
+               f'got {back.dtype}, {rms.dtype}')
+        raise TypeError(msg)
+    if any(grid.dtype != np.float32 for grid in grids):
+        msg = 'grids must be float32'
+        raise TypeError(msg)
+    _require_contiguous('back and rms', back, rms)
+    _require_contiguous('grids', *grids)
+    pointers = [grid.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+                for grid in grids]
+    ny, nx = grids[0].shape
+    if (ny, nx) != (-(-back.shape[0] // bh), -(-back.shape[1] // bw)):
+        msg = f'grids of shape {grids[0].shape} do not fit maps of {back.shape}'
+        raise ValueError(msg)
+    background = _Background(w=back.shape[1], h=back.shape[0], bw=bw, bh=bh,
+                             nx=nx, ny=ny, n=nx * ny, back=pointers[0],
+                             dback=pointers[1], sigma=pointers[2],
+                             dsigma=pointers[3])
+    code = _TYPE_CODES[back.dtype]
+    back_line, rms_line = _LIBRARY.sep_bkg_line, _LIBRARY.sep_bkg_rmsline
+    for row in range(rows.start, rows.stop):
+        _check(back_line(ctypes.byref(background), row, _address(back, row), code)
+               or rms_line(ctypes.byref(background), row, _address(rms, row),
+                           code))

@@ -72,11 +72,10 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
     meshes differ significantly, flat where they do not. The default
     ``'spline'`` is SExtractor's map exactly.
 
-    With ``n_jobs > 1`` a large frame is split into overlapping strips
-    computed in parallel threads (`ezbkg_ccd.strips`); the maps then
-    match the single-call maps to a small fraction of the RMS and the
-    global values are the medians of the strips'. With a SEP version
-    whose C library is not bound, this warns and makes one call.
+    With ``n_jobs > 1`` a large frame is split into strips computed in
+    parallel threads (`ezbkg_ccd.strips`); the maps and global values
+    are the single call's, bit for bit. With a SEP version whose C
+    library is not bound, this warns and makes one call.
 
     Examples
     --------

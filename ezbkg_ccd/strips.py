@@ -1,61 +1,168 @@
 # Licensed under a 3-clause BSD style license - see LICENSE
 """
-One large frame on several cores: SEP in overlapping horizontal strips.
+One large frame on several cores: SEP's background in horizontal strips.
 
 SEP's Python API holds the GIL; its C library, called through
-`ezbkg_ccd._sep_c`, does not, so the strips run in threads that read the
-frame in place and write the rows they own straight into the result:
-nothing is copied, pickled or shared between processes. Strips start and
-end on mesh boundaries and overlap by ``overlap`` meshes on each side, so
-every mesh, the median filter and the bad-mesh filling see what a single
-call sees; the only difference is the reach of the natural cubic spline
-along y, whose influence falls by a factor of about 3.7 per mesh, so the
-stitched map matches the single-call map to a small fraction of the RMS.
+`ezbkg_ccd._sep_c`, does not, so strips of the frame run in threads that
+read the frame in place and write the rows they own straight into the
+result. The maps are SEP's single-call maps, not an approximation:
+
+1. Each strip finds its meshes with too few usable pixels (SEP's "bad"
+   meshes).
+2. Each strip has SEP compute its mesh grid, reading only the rows that
+   its own mesh rows depend on: those within half the median filter,
+   and the nearest usable meshes from which SEP fills the bad ones.
+3. The strips' mesh rows are joined into the frame's grid, and SEP's
+   spline along y is solved over the whole grid (it couples every mesh
+   row of a column).
+4. Each strip has SEP interpolate its own rows from the joined grid.
+
+Only step 2 repeats work, by ``filter_size // 2`` mesh rows per side
+unless bad meshes need more.
 """
 
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ezbkg_ccd._sep_c import AVAILABLE, background_rows
+from ezbkg_ccd._sep_c import (
+    AVAILABLE,
+    filtered_meshes,
+    interpolate_rows,
+    spline_second_derivatives,
+)
 
-__all__ = ['AVAILABLE', 'sep_strips', 'strip_rows']
+__all__ = ['AVAILABLE', 'sep_strips', 'mesh_bands', 'rows_read']
 
-#: Meshes of overlap on each side of a strip: 3.7**-8 ~ 3e-5 of the
-#: spline's reach is left (measured: 1.9e-5 of the RMS on 8192**2).
-DEFAULT_OVERLAP = 8
+#: Usable pixels are those SEP uses: unmasked and above this value (NaN
+#: is not).
+_SEP_INVALID_BELOW = -1e30
+
+#: Bad meshes compared with every mesh row at once, per chunk.
+_CHUNK = 4096
 
 
-def strip_rows(ny, box_height, n_jobs, overlap):
+def mesh_bands(mesh_rows, n_jobs):
     """
-    Split ``ny`` rows into strips aligned to meshes.
+    Split ``mesh_rows`` rows of meshes into up to ``n_jobs`` bands.
+
+    Parameters
+    ----------
+    mesh_rows : int
+        Number of mesh rows of the frame.
+    n_jobs : int
+        Number of strips wanted; at most one per mesh row is made.
 
     Returns
     -------
-    strips : list of (int, int, int, int)
-        For each strip: the first and end row it computes with (overlap
-        included), and the first and end row it owns in the result.
+    bands : list of (int, int)
+        First and end mesh row of each strip, in order, near-equal in size.
 
     Examples
     --------
-    >>> from ezbkg_ccd.strips import strip_rows
-    >>> strip_rows(1000, 64, 2, 2)
-    [(0, 640, 0, 512), (384, 1000, 512, 1000)]
+    >>> from ezbkg_ccd.strips import mesh_bands
+    >>> mesh_bands(16, 3)
+    [(0, 5), (5, 11), (11, 16)]
     """
-    meshes = -(-ny // box_height)
-    edges = np.linspace(0, meshes, min(n_jobs, meshes) + 1).round()
+    edges = np.linspace(0, mesh_rows, min(n_jobs, mesh_rows) + 1).round()
     edges = [int(edge) for edge in edges]
-    strips = []
-    for first, last in zip(edges[:-1], edges[1:], strict=True):
-        strips.append((max(first - overlap, 0) * box_height,
-                       min((last + overlap) * box_height, ny),
-                       first * box_height, min(last * box_height, ny)))
-    return strips
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
-def sep_strips(data, mask, *, n_jobs, overlap=DEFAULT_OVERLAP, **options):
+def _bad_meshes(data, mask, band, bw, bh):
+    """SEP's bad meshes (under half their pixels usable) in a band."""
+    columns = np.arange(0, data.shape[1], bw)
+    widths = np.diff(np.r_[columns, data.shape[1]])
+    bad = []
+    for mesh_row in range(*band):
+        pixels = slice(mesh_row * bh, (mesh_row + 1) * bh)
+        with np.errstate(over='ignore'):  # compared in float32, as SEP does
+            values = data[pixels].astype(np.float32, copy=False)
+        usable = values > np.float32(_SEP_INVALID_BELOW)
+        if mask is not None:
+            usable &= ~mask[pixels]
+        counts = np.add.reduceat(np.count_nonzero(usable, axis=0), columns)
+        bad.append(2 * counts < usable.shape[0] * widths)
+    return np.array(bad, dtype=bool).reshape(-1, len(columns))
+
+
+def _fill_reach(bad, first, stop):
     """
-    SEP background and RMS maps of ``data`` computed in strips.
+    Mesh rows holding the usable meshes from which SEP fills the bad
+    meshes of rows ``first:stop``: for each, all usable meshes at the
+    least distance.
+    """
+    rows, columns = np.nonzero(bad[first:stop])
+    if not rows.size:
+        return first, stop
+    rows += first
+    ny, nx = bad.shape
+    far = 2 * (nx + ny)  # beyond any mesh of the grid
+    index = np.arange(nx)
+    left = np.maximum.accumulate(np.where(bad, -far, index), axis=1)
+    right = np.minimum.accumulate(np.where(bad, nx + far, index)[:, ::-1],
+                                  axis=1)[:, ::-1]
+    # distance along each mesh row to its nearest usable mesh
+    across = np.minimum(index - left, right - index)
+    lowest, highest = first, stop - 1
+    for start in range(0, rows.size, _CHUNK):
+        row, column = rows[start:start + _CHUNK], columns[start:start + _CHUNK]
+        distance2 = ((np.arange(ny) - row[:, None]) ** 2
+                     + across[:, column].T ** 2)
+        nearest = distance2 == distance2.min(axis=1, keepdims=True)
+        lowest = min(lowest, int(nearest.argmax(axis=1).min()))
+        highest = max(highest,
+                      ny - 1 - int(nearest[:, ::-1].argmax(axis=1).min()))
+    return lowest, highest + 1
+
+
+def rows_read(bad, band, filter_height):
+    """
+    Mesh rows that the mesh rows ``band`` depend on in SEP's grid.
+
+    Parameters
+    ----------
+    bad : `~numpy.ndarray` of bool
+        The frame's bad meshes.
+    band : (int, int)
+        First and end mesh row of a strip.
+    filter_height : int
+        Height of the median filter, in meshes.
+
+    Returns
+    -------
+    first, stop : int
+        The mesh rows to compute the strip with.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.strips import rows_read
+    >>> bad = np.zeros((16, 4), bool)
+    >>> rows_read(bad, (8, 16), 3)
+    (7, 16)
+    >>> bad[6:10] = True  # row 7 is filled from row 5, 8 and 9 from 10
+    >>> rows_read(bad, (8, 16), 3)
+    (5, 16)
+    """
+    half = filter_height // 2
+    first, stop = max(band[0] - half, 0), min(band[1] + half, len(bad))
+    lowest, end = _fill_reach(bad, first, stop)
+    return min(first, lowest), max(stop, end)
+
+
+def _global_levels(back, sigma):
+    """SEP's global background and RMS: medians of the filtered meshes."""
+    global_rms = np.median(sigma)
+    if global_rms <= 0:  # SEP's fallback: the median of the positive ones
+        positive = sigma[sigma > 0]
+        global_rms = np.median(positive) if positive.size else 1.0
+    return float(np.median(back)), float(global_rms)
+
+
+def sep_strips(data, mask, *, n_jobs, bw, bh, fw, fh, fthresh):
+    """
+    SEP's background and RMS maps of ``data``, computed in strips.
 
     Needs `AVAILABLE` (a SEP version whose C library is bound).
 
@@ -67,34 +174,51 @@ def sep_strips(data, mask, *, n_jobs, overlap=DEFAULT_OVERLAP, **options):
         Pixels to exclude.
     n_jobs : int
         Number of strips, each run in its own thread.
-    overlap : int, optional
-        Meshes of overlap on each side of a strip.
-    **options
-        ``bw``, ``bh``, ``fw``, ``fh``, ``fthresh`` for `sep.Background`.
+    bw, bh, fw, fh, fthresh
+        As for `sep.Background`.
 
     Returns
     -------
     back, rms : `~numpy.ndarray`
         Full-size maps.
     global_back, global_rms : float
-        Medians of the maps at the mesh centres (SEP's global values are
-        the medians of the filtered meshes).
+        SEP's global values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sep
+    >>> from ezbkg_ccd.strips import sep_strips
+    >>> data = np.random.default_rng(0).normal(5, 1, (512, 256)).astype('f4')
+    >>> back, rms, level, noise = sep_strips(data, None, n_jobs=2, bw=32,
+    ...                                      bh=32, fw=3, fh=3, fthresh=0.0)
+    >>> single = sep.Background(data, bw=32, bh=32)
+    >>> bool((back == single.back()).all()), level == single.globalback
+    (True, True)
     """
-    strips = strip_rows(data.shape[0], options['bh'], n_jobs, overlap)
     data = np.ascontiguousarray(data)
     mask = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
+    height = data.shape[0]
+    bands = mesh_bands(-(-height // bh), n_jobs)
+
+    def own_meshes(band):
+        """The filtered mesh rows of ``band``, from the rows it reads."""
+        first, stop = rows_read(bad, band, fh)
+        grids = filtered_meshes(
+            data, mask, rows=slice(first * bh, min(stop * bh, height)),
+            bw=bw, bh=bh, fw=fw, fh=fh, fthresh=fthresh)
+        return [grid[band[0] - first:band[1] - first] for grid in grids]
+
     back, rms = np.empty_like(data), np.empty_like(data)
-
-    def run(strip):
-        start, stop, own_start, own_stop = strip
-        background_rows(data, mask, rows=slice(start, stop),
-                        own=slice(own_start, own_stop), back=back, rms=rms,
-                        **options)
-
-    with ThreadPoolExecutor(max_workers=len(strips)) as pool:
-        for _ in pool.map(run, strips):
+    with ThreadPoolExecutor(max_workers=len(bands)) as pool:
+        bad = np.concatenate(list(pool.map(
+            lambda band: _bad_meshes(data, mask, band, bw, bh), bands)))
+        back_grid, sigma_grid = (np.concatenate(part) for part in zip(
+            *pool.map(own_meshes, bands), strict=True))
+        grids = (back_grid, spline_second_derivatives(back_grid),
+                 sigma_grid, spline_second_derivatives(sigma_grid))
+        for _ in pool.map(lambda band: interpolate_rows(
+                grids, rows=slice(band[0] * bh, min(band[1] * bh, height)),
+                back=back, rms=rms, bw=bw, bh=bh), bands):
             pass  # re-raises a strip's exception here
-    centres = (slice(options['bh'] // 2, None, options['bh']),
-               slice(options['bw'] // 2, None, options['bw']))
-    return (back, rms, float(np.median(back[centres])),
-            float(np.median(rms[centres])))
+    return (back, rms, *_global_levels(back_grid, sigma_grid))

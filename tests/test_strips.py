@@ -10,8 +10,12 @@ from astropy.nddata import CCDData
 from astropy.utils.exceptions import AstropyUserWarning
 
 from ezbkg_ccd import _sep_c, estimate_background, strips, subtract_background
-from ezbkg_ccd._sep_c import background_rows
-from ezbkg_ccd.strips import strip_rows
+from ezbkg_ccd._sep_c import (
+    filtered_meshes,
+    interpolate_rows,
+    spline_second_derivatives,
+)
+from ezbkg_ccd.strips import mesh_bands
 
 
 @pytest.fixture
@@ -29,27 +33,77 @@ def wavy_sky():
 
 @pytest.mark.parametrize('n_jobs', [2, 3, 5])
 def test_stitched_map_equals_single_call(wavy_sky, n_jobs):
-    """Strips reproduce the single-call maps within 1e-4 of the RMS."""
+    """Strips give the single-call maps and global values exactly."""
     data, mask = wavy_sky
     single = estimate_background(data, mask=mask, box_size=32)
     parallel = estimate_background(data, mask=mask, box_size=32,
                                    n_jobs=n_jobs)
-    tolerance = 1e-4 * single.global_rms
-    assert np.abs(parallel.data - single.data).max() < tolerance
-    assert np.abs(parallel.rms - single.rms).max() < tolerance
-    assert parallel.global_back == pytest.approx(single.global_back,
-                                                 abs=0.01 * single.global_rms)
-    assert parallel.global_rms == pytest.approx(single.global_rms, rel=0.01)
+    np.testing.assert_array_equal(parallel.data, single.data)
+    np.testing.assert_array_equal(parallel.rms, single.rms)
+    assert parallel.global_back == single.global_back
+    assert parallel.global_rms == single.global_rms
     assert parallel.header['BKGOPTS'] == f"{{'n_jobs': {n_jobs}}}"
 
 
+@pytest.mark.parametrize(('bw', 'bh', 'fw', 'fh', 'fthresh'), [
+    (32, 32, 3, 3, 0.0), (30, 20, 3, 7, 2.0), (64, 48, 5, 5, 0.0),
+    (32, 32, 1, 1, 0.0)])
+@pytest.mark.parametrize('n_jobs', [2, 4, 100])
+@pytest.mark.parametrize('dtype', ['f4', 'f8'])
+def test_bad_meshes_filled_across_strips(bw, bh, fw, fh, fthresh, n_jobs,
+                                         dtype):
+    """
+    Bad meshes whose nearest usable meshes lie in other strips are filled
+    as in one call: full-width masked rows across strip edges, NaNs and
+    SEP's other invalid value (<= -1e30).
+    """
+    rng = np.random.default_rng(5)
+    data = rng.normal(100, 5, (1024, 1000)).astype(dtype)
+    data += np.linspace(0, 50, 1024, dtype=dtype)[:, None]
+    data[100:180, 300:800] = np.nan
+    data[700:760, :500] = -1e31
+    mask = np.zeros(data.shape, bool)
+    mask[400:640] = True
+    mask[:, 900:] = True
+    single = sep.Background(data, mask=mask, bw=bw, bh=bh, fw=fw, fh=fh,
+                            fthresh=fthresh)
+    back, rms, global_back, global_rms = strips.sep_strips(
+        data, mask, n_jobs=n_jobs, bw=bw, bh=bh, fw=fw, fh=fh,
+        fthresh=fthresh)
+    np.testing.assert_array_equal(back, single.back())
+    np.testing.assert_array_equal(rms, single.rms())
+    assert (global_back, global_rms) == (single.globalback, single.globalrms)
+
+
+def test_rows_read_reach_nearest_usable_meshes():
+    """A strip reads as far as the meshes its bad meshes are filled from."""
+    bad = np.zeros((32, 8), bool)
+    assert strips.rows_read(bad, (0, 16), 5) == (0, 18)
+    bad[12:20] = True  # rows 12-15 are filled from row 11, 16-19 from 20
+    assert strips.rows_read(bad, (0, 16), 5) == (0, 21)
+    assert strips.rows_read(bad, (16, 32), 5) == (11, 32)
+    bad[:, ::2] = False  # now a usable mesh beside every bad one
+    assert strips.rows_read(bad, (0, 16), 5) == (0, 18)
+
+
+def test_global_rms_fallback_as_sep():
+    """With most meshes of zero sigma, SEP's fallback global RMS is kept."""
+    data = np.full((512, 512), 7.0, dtype=np.float32)
+    data[:128, :128] += np.random.default_rng(1).normal(0, 2, (128, 128))
+    single = sep.Background(data, bw=32, bh=32)
+    *_, global_back, global_rms = strips.sep_strips(
+        data, None, n_jobs=2, bw=32, bh=32, fw=3, fh=3, fthresh=0.0)
+    assert single.globalrms > 0
+    assert (global_back, global_rms) == (single.globalback, single.globalrms)
+
+
 def test_more_jobs_than_meshes():
-    """More jobs than mesh rows still gives one strip per mesh row."""
+    """More jobs than mesh rows give one strip per mesh row."""
     data = np.random.default_rng(2).normal(10, 1, (96, 96)).astype('f4')
     single = estimate_background(data, box_size=32)
     parallel = estimate_background(data, box_size=32, n_jobs=8)
-    assert np.abs(parallel.data - single.data).max() < 1e-4
-    assert len(strip_rows(96, 32, 8, 6)) == 3
+    np.testing.assert_array_equal(parallel.data, single.data)
+    assert mesh_bands(3, 8) == [(0, 1), (1, 2), (2, 3)]
 
 
 @pytest.mark.parametrize('n_jobs', [0, -1, 1.5, True])
@@ -59,12 +113,11 @@ def test_bad_n_jobs(flat_sky, n_jobs):
         estimate_background(flat_sky[0], n_jobs=n_jobs)
 
 
-def test_strips_cover_every_row_once():
-    """Owned rows tile the image; strips start on mesh boundaries."""
-    strips = strip_rows(1000, 64, 4, 6)
-    owned = [row for _, _, start, stop in strips for row in range(start, stop)]
-    assert owned == list(range(1000))
-    assert all(start % 64 == 0 for start, _, _, _ in strips)
+def test_bands_cover_every_mesh_row_once():
+    """The strips' bands tile the mesh rows in near-equal parts."""
+    bands = mesh_bands(125, 4)
+    assert [row for band in bands for row in range(*band)] == list(range(125))
+    assert {stop - first for first, stop in bands} == {31, 32}
 
 
 def test_float64_and_threads_match_single_call(wavy_sky):
@@ -74,7 +127,7 @@ def test_float64_and_threads_match_single_call(wavy_sky):
     single = estimate_background(data, mask=mask, box_size=32)
     parallel = estimate_background(data, mask=mask, box_size=32, n_jobs=2)
     assert parallel.data.dtype == np.float64
-    assert np.abs(parallel.data - single.data).max() < 1e-4 * single.global_rms
+    np.testing.assert_array_equal(parallel.data, single.data)
 
 
 def test_strip_failure_is_raised(wavy_sky, monkeypatch):
@@ -82,9 +135,9 @@ def test_strip_failure_is_raised(wavy_sky, monkeypatch):
     def fail_late_strips(data, mask, *, rows, **options):
         if rows.start:
             raise RuntimeError('strip failed')
-        background_rows(data, mask, rows=rows, **options)
+        return filtered_meshes(data, mask, rows=rows, **options)
 
-    monkeypatch.setattr(strips, 'background_rows', fail_late_strips)
+    monkeypatch.setattr(strips, 'filtered_meshes', fail_late_strips)
     with pytest.raises(RuntimeError, match='strip failed'):
         estimate_background(wavy_sky[0], box_size=32, n_jobs=2)
 
@@ -118,34 +171,48 @@ class TestSepC:
         module = types.SimpleNamespace(__version__='1.5.0', __file__=sep.__file__)
         assert _sep_c._bind(module) is None
 
-    def test_rows_equal_sep(self, wavy_sky):
-        """A strip covering the frame gives SEP's maps bit for bit."""
+    def test_grids_rebuild_sep_maps(self, wavy_sky):
+        """SEP's grids, our spline coefficients and SEP's interpolation
+        give SEP's maps bit for bit."""
         data, mask = wavy_sky
-        back, rms = np.zeros_like(data), np.zeros_like(data)
-        background_rows(data, mask, rows=slice(0, 1024), own=slice(0, 1024),
-                        back=back, rms=rms, bw=32, bh=32, fw=3, fh=3,
-                        fthresh=0.0)
-        reference = sep.Background(data, mask=mask, bw=32, bh=32)
-        assert np.array_equal(back, reference.back())
-        assert np.array_equal(rms, reference.rms())
+        options = {'bw': 32, 'bh': 32, 'fw': 3, 'fh': 3, 'fthresh': 0.0}
+        back, sigma = filtered_meshes(data, mask, rows=slice(0, 1024),
+                                      **options)
+        grids = (back, spline_second_derivatives(back),
+                 sigma, spline_second_derivatives(sigma))
+        maps = np.zeros_like(data), np.zeros_like(data)
+        interpolate_rows(grids, rows=slice(0, 1024), back=maps[0],
+                         rms=maps[1], bw=32, bh=32)
+        reference = sep.Background(data, mask=mask, **options)
+        np.testing.assert_array_equal(maps[0], reference.back())
+        np.testing.assert_array_equal(maps[1], reference.rms())
 
     @pytest.mark.parametrize('dtype', ['>f4', 'i4'])
     def test_rejects_other_dtypes(self, dtype):
-        """Only native float32/float64 maps are written."""
+        """Only native float32/float64 frames and maps."""
         data = np.ones((64, 64), dtype=dtype)
-        with pytest.raises(TypeError, match='must share a native float32'):
-            background_rows(data, None, rows=slice(0, 64), own=slice(0, 64),
-                            back=data, rms=data, bw=32, bh=32, fw=3, fh=3,
-                            fthresh=0.0)
+        with pytest.raises(TypeError, match='data must be native float32'):
+            filtered_meshes(data, None, rows=slice(0, 64), bw=32, bh=32,
+                            fw=3, fh=3, fthresh=0.0)
+        grids = (np.ones((2, 2), 'f4'),) * 4
+        with pytest.raises(TypeError, match='back and rms must share'):
+            interpolate_rows(grids, rows=slice(0, 64), back=data, rms=data,
+                             bw=32, bh=32)
 
     def test_rejects_non_contiguous(self):
         """Arrays must be C-contiguous: SEP reads them by address."""
         data = np.ones((64, 128), dtype='f4')[:, ::2]
-        back = np.zeros((64, 64), dtype='f4')
         with pytest.raises(ValueError, match='must be C-contiguous'):
-            background_rows(data, None, rows=slice(0, 64), own=slice(0, 64),
-                            back=back, rms=back, bw=32, bh=32, fw=3, fh=3,
-                            fthresh=0.0)
+            filtered_meshes(data, None, rows=slice(0, 64), bw=32, bh=32,
+                            fw=3, fh=3, fthresh=0.0)
+
+    def test_rejects_grids_of_other_shape(self):
+        """Grids must have one node per mesh of the maps."""
+        grids = (np.ones((3, 2), 'f4'),) * 4
+        maps = np.zeros((64, 64), 'f4')
+        with pytest.raises(ValueError, match=r'grids of shape \(3, 2\) do not'):
+            interpolate_rows(grids, rows=slice(0, 64), back=maps, rms=maps,
+                             bw=32, bh=32)
 
     def test_sep_error_status(self):
         """A SEP error status becomes a RuntimeError with SEP's message."""
