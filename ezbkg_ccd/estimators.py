@@ -14,16 +14,12 @@ from astropy.stats import SigmaClip, sigma_clipped_stats
 from astropy.utils.exceptions import AstropyUserWarning
 
 from ezbkg_ccd import strips
+from ezbkg_ccd._coverage import MIN_MESH_COVERAGE, well_covered
 from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
 from ezbkg_ccd.edges import fill_edges
 from ezbkg_ccd.registry import BackgroundEstimate, register_estimator
 
 __all__ = ['sep_estimator', 'constant_estimator', 'photutils_estimator']
-
-#: A mesh must have at least this fraction of usable pixels (SExtractor's
-#: rule, also used by SEP) to enter the low-resolution map.
-MIN_MESH_COVERAGE = 0.5
-
 
 def _require_usable_mesh(mask, box_size):
     """
@@ -39,13 +35,8 @@ def _require_usable_mesh(mask, box_size):
     excluded = np.count_nonzero(mask)
     if excluded <= (1 - MIN_MESH_COVERAGE) * mask.size:
         return  # some mesh is at least as usable as the whole image
-    columns = np.arange(0, mask.shape[1], box_size[1])
-    widths = np.diff(np.r_[columns, mask.shape[1]])
     for top in range(0, mask.shape[0], box_size[0]):
-        band = mask[top:top + box_size[0]]
-        usable = band.shape[0] - np.count_nonzero(band, axis=0)
-        counts = np.add.reduceat(usable, columns)
-        if np.any(counts >= MIN_MESH_COVERAGE * band.shape[0] * widths):
+        if well_covered(~mask[top:top + box_size[0]], box_size[1]).any():
             return
     msg = (f'ccd has too few valid pixels to estimate a background: no '
            f'{box_size[0]}x{box_size[1]} box is at least '

@@ -12,7 +12,7 @@ with too few usable pixels.
 
 import numpy as np
 
-from ezbkg_ccd.estimators import MIN_MESH_COVERAGE
+from ezbkg_ccd._coverage import MIN_MESH_COVERAGE
 
 __all__ = ['skewed_meshes', 'SKEW_NOISE_FACTOR']
 

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ezbkg_ccd._coverage import well_covered
 from ezbkg_ccd._sep_c import (
     AVAILABLE,
     filtered_meshes,
@@ -71,8 +72,6 @@ def mesh_bands(mesh_rows, n_jobs):
 
 def _bad_meshes(data, mask, band, bw, bh):
     """SEP's bad meshes (under half their pixels usable) in a band."""
-    columns = np.arange(0, data.shape[1], bw)
-    widths = np.diff(np.r_[columns, data.shape[1]])
     bad = []
     for mesh_row in range(*band):
         pixels = slice(mesh_row * bh, (mesh_row + 1) * bh)
@@ -81,9 +80,8 @@ def _bad_meshes(data, mask, band, bw, bh):
         usable = values > np.float32(_SEP_INVALID_BELOW)
         if mask is not None:
             usable &= ~mask[pixels]
-        counts = np.add.reduceat(np.count_nonzero(usable, axis=0), columns)
-        bad.append(2 * counts < usable.shape[0] * widths)
-    return np.array(bad, dtype=bool).reshape(-1, len(columns))
+        bad.append(~well_covered(usable, bw))
+    return np.array(bad, dtype=bool).reshape(-1, -(-data.shape[1] // bw))
 
 
 def _fill_reach(bad, first, stop):
