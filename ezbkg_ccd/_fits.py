@@ -4,23 +4,15 @@ Safe FITS file access: clear errors on read, atomic writes.
 """
 
 import contextlib
+import errno
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 
-import astropy.units as u
 from astropy.io import fits
-from astropy.nddata import CCDData
 
 __all__ = []
-
-
-def _file_mode():
-    """Permissions of a new file under the process umask (mkstemp uses 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 @contextlib.contextmanager
@@ -54,25 +46,6 @@ def open_fits(path, *, memmap=False):
         yield hdulist
 
 
-def read_ccddata(path, *, hdu=0, unit=None):
-    """
-    Read a `~astropy.nddata.CCDData` from ``path`` with clear errors.
-
-    ``unit`` is used when the header has no (or a blank) ``BUNIT``;
-    without either, the data are taken to be in ``adu``.
-    """
-    with open_fits(path, memmap=True) as hdulist:
-        try:
-            header = hdulist[hdu].header
-        except (IndexError, KeyError) as exc:
-            msg = f'{str(path)!r} has no HDU {hdu!r}'
-            raise ValueError(msg) from exc
-        has_unit = bool(str(header.get('BUNIT', '')).strip())
-    if unit is None and not has_unit:
-        unit = u.adu
-    return CCDData.read(path, hdu=hdu, unit=unit if not has_unit else None)
-
-
 def check_writable(path, *, overwrite=False):
     """
     Raise unless ``path`` may be written.
@@ -90,30 +63,71 @@ def check_writable(path, *, overwrite=False):
         raise FileNotFoundError(msg)
 
 
+def _temporary_file(path):
+    """
+    Create a new, empty temporary file beside ``path``; return its path.
+
+    Its name, ``.<name>.<pid>.<random>.tmp<suffixes>``, keeps the target's
+    suffixes (so ``.fits.gz`` is compressed and a figure's format is
+    known). It is created exclusively with mode 0666, which the process
+    umask reduces as for any new file, without touching the umask.
+    """
+    suffix = ''.join(path.suffixes[-2:]) or '.fits'
+    for _ in range(100):
+        temporary = path.with_name(f'.{path.stem}.{os.getpid()}.'
+                                   f'{secrets.token_hex(4)}.tmp{suffix}')
+        try:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            msg = f'cannot write {str(path)!r}: {exc.strerror}'
+            raise OSError(exc.errno, msg) from exc
+        os.close(handle)
+        return temporary
+    msg = f'cannot write {str(path)!r}: no free temporary name'
+    raise FileExistsError(errno.EEXIST, msg)
+
+
+def _publish(temporary, path, overwrite):
+    """
+    Move ``temporary`` to ``path``; without ``overwrite``, never replace
+    a file that appeared there meanwhile (a hard link fails if the target
+    exists; where links are not supported, the last check and a rename).
+    """
+    if overwrite:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        msg = (f'{str(path)!r} already exists; pass overwrite=True to '
+               'replace it')
+        raise FileExistsError(errno.EEXIST, msg) from None
+    except OSError:  # no hard links on this file system
+        check_writable(path)
+        os.replace(temporary, path)
+    else:
+        os.remove(temporary)
+
+
 def atomic_save(path, save, *, overwrite=False):
     """
     Write ``path`` with ``save(temporary_path)`` and a rename.
 
-    The temporary file lives in the target directory and keeps the
-    target's suffixes (so ``.fits.gz`` is compressed and a figure's
-    format is known); an interrupted write never leaves a partial file
-    under the final name and never damages an existing one.
+    The temporary file lives in the target directory (see
+    `_temporary_file`); an interrupted write never leaves a partial file
+    under the final name and never damages an existing one, and without
+    ``overwrite`` a file created at ``path`` by someone else while this
+    one was written is kept (`FileExistsError`).
     """
     path = Path(path)
     check_writable(path, overwrite=overwrite)
-    suffix = ''.join(path.suffixes[-2:]) or '.fits'
+    temporary = _temporary_file(path)
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f'.{path.stem}.',
-                                             suffix=f'.tmp{suffix}',
-                                             dir=path.parent)
-    except OSError as exc:
-        msg = f'cannot write {str(path)!r}: {exc.strerror}'
-        raise OSError(exc.errno, msg) from exc
-    os.close(handle)
-    try:
-        os.chmod(temporary, _file_mode())
         save(temporary)
-        os.replace(temporary, path)
+        _publish(temporary, path, overwrite)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(temporary)

@@ -3,10 +3,13 @@
 Writing keywords into ``CCDData.meta`` the way ccdproc logs its steps.
 """
 
+import warnings
+
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.nddata import NDData
+from astropy.utils.exceptions import AstropyUserWarning
 from ccdproc import Keyword
 
 from ezbkg_ccd.provenance import set_card
@@ -14,12 +17,53 @@ from ezbkg_ccd.provenance import set_card
 __all__ = []
 
 
+def _differs(old, new):
+    """Whether a stored value differs from a new one (any types)."""
+    try:
+        return bool(old != new)
+    except (TypeError, ValueError):
+        return True
+
+
 def set_keyword(meta, key, value, comment):
-    """Set ``key``: with its comment in a FITS header, plainly in a dict."""
-    if isinstance(meta, fits.Header):
-        set_card(meta, key, value, comment)
-    else:
+    """
+    Set ``key`` in ``meta`` without silently losing what it held.
+
+    In a FITS header the card gets its comment, every earlier value of
+    ``key`` that differs from ``value`` is kept as a ``HISTORY`` card
+    (``ezbkg-ccd replaced KEY = old``), and duplicate ``key`` cards are
+    removed, so no stale copy stays. A plain dict, which cannot hold
+    ``HISTORY`` cards, gets an `~astropy.utils.exceptions.AstropyUserWarning`
+    for a replaced value instead.
+
+    Examples
+    --------
+    >>> from astropy.io import fits
+    >>> from ezbkg_ccd._header_log import set_keyword
+    >>> header = fits.Header([('BKGVALU', 1.0), ('BKGVALU', 2.0)])
+    >>> set_keyword(header, 'BKGVALU', 3.0, 'global background level')
+    >>> header.count('BKGVALU'), header['BKGVALU']
+    (1, 3.0)
+    >>> list(header['HISTORY'])
+    ['ezbkg-ccd replaced BKGVALU = 1.0', 'ezbkg-ccd replaced BKGVALU = 2.0']
+    """
+    if not isinstance(meta, fits.Header):
+        if key in meta and _differs(meta[key], value):
+            msg = (f'ccd.meta[{key!r}] = {meta[key]!r} is replaced by '
+                   f'{value!r}')
+            warnings.warn(msg, AstropyUserWarning, stacklevel=3)
         meta[key] = value
+        return
+    name = key.upper()
+    indices = [index for index, card in enumerate(meta.cards)
+               if card.keyword.upper() == name]
+    replaced = [meta[index] for index in indices
+                if _differs(meta[index], value)]
+    for index in reversed(indices[1:]):
+        del meta[index]
+    set_card(meta, key, value, comment)
+    for old in replaced:
+        meta.add_history(f'ezbkg-ccd replaced {key} = {old!r}')
 
 
 def _placeholder(value):

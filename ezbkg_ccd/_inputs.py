@@ -13,7 +13,7 @@ import astropy.units as u
 import numpy as np
 from astropy.nddata import CCDData, NDData
 
-from ezbkg_ccd._fits import read_ccddata
+from ezbkg_ccd._reader import read_ccddata
 
 __all__ = []
 
@@ -60,6 +60,10 @@ def check_image(data, *, name):
     if not (np.issubdtype(data.dtype, np.number)
             or data.dtype == np.bool_):
         msg = f'{name} must hold numbers, got dtype {data.dtype}'
+        raise TypeError(msg)
+    if np.issubdtype(data.dtype, np.complexfloating):
+        msg = (f'{name} must hold real numbers, got dtype {data.dtype}; pass '
+               'the real part (or the modulus) explicitly')
         raise TypeError(msg)
 
 
@@ -113,3 +117,60 @@ def working_copy(data):
     No copy is made when ``data`` already is one (float32 or float64).
     """
     return np.ascontiguousarray(data, dtype=work_dtype(data.dtype))
+
+
+#: SExtractor's and SEP's marker of missing data: a pixel at or below this
+#: value (compared in float32, as SEP does) is never used.
+SEP_INVALID_BELOW = np.float32(-1e30)
+
+#: Data whose largest finite magnitude lies outside ``[2**-100, 2**100]``
+#: are rescaled by a power of two before estimation: SEP works in float32,
+#: in which larger values overflow to inf and smaller ones lose precision.
+_SAFE_EXPONENTS = (-100, 100)
+
+
+def sep_sentinels(work):
+    """
+    Pixels SEP never uses as data: at or below `SEP_INVALID_BELOW`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd._inputs import sep_sentinels
+    >>> sep_sentinels(np.array([[-1e31, -1e29, np.nan]]))
+    array([[ True, False, False]])
+    """
+    return work <= work.dtype.type(SEP_INVALID_BELOW)
+
+
+def range_exponent(work, invalid):
+    """
+    The power of two that brings ``work`` into the range SEP handles.
+
+    Returns ``k`` such that ``work * 2**k`` has its largest finite, valid
+    magnitude in ``[0.5, 1)``, or 0 when that magnitude is already within
+    ``[2**-100, 2**100]`` (or every valid pixel is 0). Scaling by a power
+    of two is exact, so ``2**-k`` times the estimate of the scaled data is
+    the estimate of the data.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd._inputs import range_exponent
+    >>> valid = np.zeros((1, 2), bool)
+    >>> range_exponent(np.array([[1e300, -3.0]]), valid)
+    -997
+    >>> range_exponent(np.array([[1e-3, 2.0]]), valid)
+    0
+    """
+    valid = ~invalid
+    if not valid.any():
+        return 0
+    largest = max(abs(float(work.max(where=valid, initial=-np.inf))),
+                  abs(float(work.min(where=valid, initial=np.inf))))
+    if largest == 0:
+        return 0
+    exponent = int(np.frexp(largest)[1])
+    if _SAFE_EXPONENTS[0] <= exponent <= _SAFE_EXPONENTS[1]:
+        return 0
+    return -exponent

@@ -6,29 +6,39 @@ Each file is one task that reads its frame, estimates (and subtracts)
 the background and writes its output atomically; tasks return plain
 dicts, so nothing unpicklable (such as a `sep.Background`) crosses a
 process boundary, and a worker holds one frame at a time. A failing
-file is reported and the others go on; an existing output is skipped
-unless ``overwrite``, so a rerun resumes an interrupted batch.
+file is reported and the others go on, even when it crashes its worker
+process. An existing output made from the same input is skipped unless
+``overwrite``, so a rerun resumes an interrupted batch; one made from
+another input is a failure, never silently kept.
 """
 
+import functools
 import logging
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from astropy.io import fits
-from astropy.nddata import CCDData
 
-from ezbkg_ccd._fits import atomic_write, open_fits, read_ccddata
+from ezbkg_ccd._fits import atomic_write, open_fits
+from ezbkg_ccd._reader import image_hdus, read_ccddata
+from ezbkg_ccd._runners import run_dask, run_here, run_isolated
+from ezbkg_ccd._wcs import ccd_hdus
 from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import (
+    BACKGROUND_HDUS,
     background_hdus,
+    recorded_target,
     write_background,
     write_with_background,
 )
-from ezbkg_ccd.steps import estimate_background, subtract_background
+from ezbkg_ccd.provenance import record_target
+from ezbkg_ccd.steps import (
+    estimate_background,
+    is_subtracted,
+    subtract_background,
+)
 
 __all__ = ['process_files', 'FileReport', 'MODES']
 
@@ -49,7 +59,7 @@ class FileReport:
     input, output : str
         The input and output paths.
     status : str
-        ``'done'``, ``'skipped'`` (output already there) or ``'failed'``.
+        ``'done'``, ``'skipped'`` (see `reason`) or ``'failed'``.
     error : str or None
         Why it failed.
     hdus : int
@@ -58,6 +68,9 @@ class FileReport:
         The (first HDU's) global background and RMS.
     seconds : float
         Time spent on the file.
+    reason : str or None
+        Why it was skipped: its output exists (made from this input), it
+        is already background-subtracted, or it is a background file.
     """
 
     input: str
@@ -68,43 +81,57 @@ class FileReport:
     global_back: float | None = None
     global_rms: float | None = None
     seconds: float = 0.0
+    reason: str | None = None
 
 
-def _frames(path, hdu, all_hdus):
-    """``(index, name, CCDData)`` of the image HDU(s) to process."""
-    if not all_hdus:
-        return [(hdu, None, read_ccddata(path, hdu=hdu))]
-    with open_fits(path) as hdulist:
-        frames = [(index, item.name,
-                   CCDData(item.data, unit=item.header.get('BUNIT') or 'adu',
-                           meta=item.header.copy()))
-                  for index, item in enumerate(hdulist)
-                  if item.is_image and item.data is not None
-                  and item.data.ndim == 2]
-    if not frames:
+#: Reason of a skip because the output is already there.
+OUTPUT_EXISTS = 'output exists'
+
+
+class _Skip(Exception):
+    """An input that is not to be processed, and why."""
+
+
+def _frames(path, settings):
+    """``(index, CCDData)`` of the image HDU(s) to process."""
+    if settings['all_hdus']:
+        with open_fits(path) as hdulist:
+            indices = image_hdus(hdulist)
+            background_only = not indices and BACKGROUND_HDUS[0] in hdulist
+    else:
+        indices, background_only = [settings['hdu']], False
+    if background_only:
+        raise _Skip('a background file (BKG/BKGRMS, no image)')
+    if not indices:
         msg = 'no 2-D image HDU'
         raise ValueError(msg)
+    frames = [(index, read_ccddata(path, hdu=index)) for index in indices]
+    if (settings['mode'] == 'subtract' and not settings['resubtract']
+            and any(is_subtracted(ccd.meta) for _, ccd in frames)):
+        raise _Skip('already background-subtracted (BKGSUB = T); pass '
+                    'resubtract=True (--resubtract) to subtract again')
     return frames
 
 
 def _process(path, output, settings):
     """Process one file; raise on any problem."""
     results = []
-    for index, name, ccd in _frames(path, settings['hdu'],
-                                    settings['all_hdus']):
+    for index, ccd in _frames(path, settings):
         background = estimate_background(ccd, **settings['options'])
-        result = (subtract_background(ccd, background)
+        record_target(background.header, path)
+        result = (subtract_background(ccd, background,
+                                      resubtract=settings['resubtract'])
                   if settings['mode'] == 'subtract' else None)
-        results.append((index, name, ccd, background, result))
+        results.append((index, ccd, background, result))
     overwrite = settings['overwrite']
     if settings['all_hdus']:
         atomic_write(_multi_hdulist(results), output, overwrite=overwrite)
     elif settings['mode'] == 'subtract':
-        write_with_background(results[0][4], results[0][3], output,
+        write_with_background(results[0][3], results[0][2], output,
                               overwrite=overwrite)
     else:
-        write_background(results[0][3], output, overwrite=overwrite)
-    _, _, ccd, background, _ = results[0]
+        write_background(results[0][2], output, overwrite=overwrite)
+    _, ccd, background, _ = results[0]
     if settings['plot']:
         from ezbkg_ccd.plotting import plot_background
 
@@ -113,23 +140,44 @@ def _process(path, output, settings):
 
 
 def _multi_hdulist(results):
-    """One file for several HDUs: per HDU, its image (if subtracted),
-    ``BKG`` and ``BKGRMS``, told apart by ``EXTVER`` (1, 2, ...)."""
+    """
+    One file for several HDUs: per input HDU, its subtracted image (with
+    ``MASK`` and ``UNCERT``) and ``BKG``/``BKGRMS``, all told apart by
+    ``EXTVER`` (1, 2, ...).
+    """
     hdus = [fits.PrimaryHDU()]
-    for version, (index, name, _, background, result) in enumerate(results, 1):
+    for version, (index, ccd, background, result) in enumerate(results, 1):
+        group = []
         if result is not None:
-            header = result.to_hdu()[0].header
-            header['EXTNAME'] = name or f'HDU{index}'
-            header['EXTVER'] = version
-            hdus.append(fits.ImageHDU(result.data, header=header))
-            mask = fits.ImageHDU(result.mask.astype(np.uint8), name='MASK')
-            mask.header['EXTVER'] = version
-            hdus.append(mask)
-        for item in background_hdus(background):
+            image, *extras = ccd_hdus(result, hdu_mask='MASK',
+                                      hdu_uncertainty='UNCERT')
+            name = ccd.meta.get('EXTNAME') or f'HDU{index}'
+            group = [fits.ImageHDU(image.data, header=image.header,
+                                   name=name), *extras]
+        group += background_hdus(background)
+        for item in group:
             item.header['EXTVER'] = version
-            item.header['SRCHDU'] = (index, 'input HDU of this background')
-            hdus.append(item)
+            item.header['SRCHDU'] = (index, 'input HDU of this image')
+        hdus += group
     return fits.HDUList(hdus)
+
+
+def _existing(path, output, report):
+    """The report for an input whose output exists (no overwrite)."""
+    recorded = recorded_target(output)
+    if recorded is not None and _same_file(recorded, path):
+        return {**report, 'status': 'skipped', 'reason': OUTPUT_EXISTS}
+    origin = (f'was made from {recorded!r}' if recorded is not None
+              else 'records no input file (TGTPATH)')
+    return {**report, 'status': 'failed',
+            'error': f'{str(output)!r} exists and {origin}, not from this '
+                     'file; pass overwrite=True (--overwrite) to replace it, '
+                     'or choose another output folder'}
+
+
+def _same_file(recorded, path):
+    """Whether a recorded input path names ``path``."""
+    return os.path.realpath(recorded) == os.path.realpath(path)
 
 
 def process_one(path, output, settings):
@@ -140,17 +188,26 @@ def process_one(path, output, settings):
     """
     start = time.perf_counter()
     report = {'input': str(path), 'output': str(output)}
-    if Path(output).exists() and not settings['overwrite']:
-        return {**report, 'status': 'skipped'}
     try:
+        if Path(output).exists() and not settings['overwrite']:
+            return _existing(path, output, report)
         hdus, global_back, global_rms = _process(path, output, settings)
-    except (OSError, ValueError, TypeError, MemoryError,
-            ArithmeticError) as exc:
-        return {**report, 'status': 'failed', 'error': str(exc),
+    except _Skip as skip:
+        return {**report, 'status': 'skipped', 'reason': str(skip)}
+    except Exception as exc:  # a bad file must never stop the batch
+        return {**report, 'status': 'failed', 'error': _message(exc),
                 'seconds': time.perf_counter() - start}
     return {**report, 'status': 'done', 'hdus': hdus,
             'global_back': global_back, 'global_rms': global_rms,
             'seconds': time.perf_counter() - start}
+
+
+def _message(exc):
+    """An exception as one line; its type where that says more."""
+    text = ' '.join(str(exc).split())
+    if isinstance(exc, (OSError, ValueError, TypeError)):
+        return text
+    return f'{type(exc).__name__}: {text}'
 
 
 def _input_paths(paths):
@@ -187,8 +244,9 @@ def _progress(total, enabled):
 
 
 def process_files(paths, *, output_dir, n_jobs=1, client=None,
-                  mode='subtract', suffix=None, overwrite=False, hdu=0,
-                  all_hdus=False, plot=False, progress=False, **options):
+                  mode='subtract', suffix=None, overwrite=False, hdu=None,
+                  all_hdus=False, resubtract=False, plot=False,
+                  progress=False, isolate=False, **options):
     """
     Estimate or subtract the background of many FITS files.
 
@@ -199,7 +257,8 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     output_dir : str or `~pathlib.Path`
         Created if missing; each input gives ``<stem><suffix>`` there.
     n_jobs : int, optional
-        Local worker processes (default 1: in this process).
+        Local worker processes (default 1: in this process, unless
+        ``isolate``).
     client : `distributed.Client` or str, optional
         Run on this Dask client, or on the scheduler at this address,
         instead of local processes.
@@ -209,16 +268,30 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     suffix : str, optional
         Output name ending; ``'_bkgsub.fits'`` or ``'.bkg.fits'`` by mode.
     overwrite : bool, optional
-        Replace existing outputs; by default they are skipped (resume).
-    hdu : int or str, optional
-        The image HDU of each input (default 0).
+        Replace existing outputs. By default an output made from the same
+        input (its ``TGTPATH``) is skipped, so a rerun resumes, and one
+        made from another input is reported as failed.
+    hdu : int, str or (str, int), optional
+        The image HDU of each input (default: the first HDU with image
+        data, tile-compressed ones included).
     all_hdus : bool, optional
         Process every 2-D image HDU into one output file, the HDUs of
-        each input HDU told apart by ``EXTVER``.
+        each input HDU told apart by ``EXTVER``; the ``MASK``,
+        ``UNCERT``, ``BKG`` and ``BKGRMS`` HDUs of a processed file are
+        not images to process.
+    resubtract : bool, optional
+        Subtract frames that are already background-subtracted
+        (``BKGSUB = T``); by default they are skipped, as are background
+        files, so a batch never processes its own outputs.
     plot : bool, optional
         Also write ``<output stem>.png`` (needs matplotlib).
     progress : bool, optional
         Show a progress bar (needs tqdm).
+    isolate : bool, optional
+        Run even one job in a worker process, so that a file that crashes
+        the interpreter is reported as failed instead of ending the
+        batch (the command line always does; with ``n_jobs > 1`` files
+        are always isolated).
     **options
         Keywords of `~ezbkg_ccd.estimate_background`.
 
@@ -240,11 +313,22 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     ...                         output_dir=tmp_path / 'out', box_size=32)
     >>> [(report.status, report.global_back) for report in reports]
     [('done', 3.0), ('done', 3.0), ('failed', None)]
+
+    A rerun skips what is done, and never processes its own outputs:
+
+    >>> outputs = sorted((tmp_path / 'out').glob('*.fits'))
+    >>> again = process_files([tmp_path / 'a.fits', *outputs],
+    ...                       output_dir=tmp_path / 'out', box_size=32)
+    >>> for report in again:
+    ...     print(report.status, report.reason[:29])
+    skipped output exists
+    skipped already background-subtracted
+    skipped already background-subtracted
     """
     if mode not in MODES:
         msg = f'mode must be one of {sorted(MODES)}, got {mode!r}'
         raise ValueError(msg)
-    if not isinstance(n_jobs, int) or n_jobs < 1:
+    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
         msg = f'n_jobs must be a positive int, got {n_jobs!r}'
         raise ValueError(msg)
     inputs = _input_paths(paths)
@@ -252,7 +336,8 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     outputs = _outputs(inputs, output_dir, MODES[mode] if suffix is None
                        else suffix)
     settings = {'mode': mode, 'overwrite': overwrite, 'hdu': hdu,
-                'all_hdus': all_hdus, 'plot': plot, 'options': options}
+                'all_hdus': all_hdus, 'plot': plot, 'resubtract': resubtract,
+                'options': options}
     reports = [None] * len(inputs)
     tasks = []
     for position, (path, output) in enumerate(zip(inputs, outputs,
@@ -264,60 +349,23 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
                                           'earlier input of the same name'}
         else:
             tasks.append((position, path, output))
+    work = functools.partial(process_one, settings=settings)
+    if client is not None:
+        finished = run_dask(tasks, work, client)
+    elif n_jobs > 1 or isolate:
+        finished = run_isolated(tasks, work, n_jobs)
+    else:
+        finished = run_here(tasks, work)
     bar = _progress(len(inputs), progress)
-    for position, report in _run(tasks, settings, n_jobs, client):
+    for position, report in finished:
         reports[position] = report
         level = logging.WARNING if report['status'] == 'failed' else logging.INFO
+        detail = report.get('error') or report.get('reason')
         log.log(level, '%s %s%s', report['status'], report['input'],
-                f": {report['error']}" if report.get('error') else '')
+                f': {detail}' if detail else '')
         if bar is not None:
             bar.update()
     if bar is not None:
         bar.update(len(inputs) - bar.n)
         bar.close()
     return [FileReport(**report) for report in reports]
-
-
-def _run(tasks, settings, n_jobs, client):
-    """Yield ``(position, report)`` as tasks finish."""
-    if client is not None:
-        yield from _run_dask(tasks, settings, client)
-    elif n_jobs == 1 or len(tasks) <= 1:
-        for position, path, output in tasks:
-            yield position, process_one(path, output, settings)
-    else:
-        with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-            futures = {pool.submit(process_one, path, output, settings):
-                       (position, path, output)
-                       for position, path, output in tasks}
-            for future in as_completed(futures):
-                position, path, output = futures[future]
-                yield position, _result(future, path, output)
-
-
-def _result(future, path, output):
-    """A future's report, or a failure report if its worker died."""
-    try:
-        return future.result()
-    except Exception as exc:  # a crashed worker must not stop the batch
-        return {'input': str(path), 'output': str(output),
-                'status': 'failed', 'error': f'worker failed: {exc!r}'}
-
-
-def _run_dask(tasks, settings, client):
-    from distributed import Client
-    from distributed import as_completed as dask_completed
-
-    own = isinstance(client, str)
-    if own:
-        client = Client(client)
-    try:
-        futures = {client.submit(process_one, path, output, settings,
-                                 pure=False): (position, path, output)
-                   for position, path, output in tasks}
-        for future in dask_completed(futures):
-            position, path, output = futures[future]
-            yield position, _result(future, path, output)
-    finally:
-        if own:
-            client.close()

@@ -150,6 +150,7 @@ def main(argv=None):
     >>> from ezbkg_ccd.cli import main
     >>> main(['demo', '-o', str(tmp_path)])  # doctest: +ELLIPSIS
             file: raw_ccd_a8280271.fits
+         reduced: .../raw_ccd_a8280271_reduced.fits
           output: .../raw_ccd_a8280271_bkgsub.fits
           method: sep
         box_size: (64, 64)

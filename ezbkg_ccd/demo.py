@@ -3,8 +3,9 @@
 The demonstration run on data shipped with the package.
 
 A raw SAAO 1.0 m CCD frame is reduced as a ccdproc user would (overscan,
-trim, gain, deviation), its background subtracted and written with its
-``BKG``/``BKGRMS`` HDUs, and plotted when matplotlib is installed.
+trim, gain, deviation) and written, its background subtracted and written
+with its ``BKG``/``BKGRMS`` HDUs, and plotted when matplotlib is
+installed.
 """
 
 import logging
@@ -16,9 +17,9 @@ import astropy.units as u
 import ccdproc
 import numpy as np
 
-from ezbkg_ccd._fits import read_ccddata
+from ezbkg_ccd._reader import read_ccddata
 from ezbkg_ccd.paths import fits_stem
-from ezbkg_ccd.persistence import write_with_background
+from ezbkg_ccd.persistence import write_image, write_with_background
 from ezbkg_ccd.plotting import plot_background
 from ezbkg_ccd.steps import estimate_background, subtract_background
 
@@ -82,7 +83,9 @@ def run_demo(output_dir, *, overwrite=False, plot=True):
     Parameters
     ----------
     output_dir : str or `~pathlib.Path`
-        Created if missing; gets ``raw_ccd_a8280271_bkgsub.fits`` and
+        Created if missing; gets the reduced frame before background
+        subtraction, ``raw_ccd_a8280271_reduced.fits`` (an input for the
+        command line), the result ``raw_ccd_a8280271_bkgsub.fits`` and
         its figure ``raw_ccd_a8280271_bkgsub.png``.
     overwrite : bool, optional
         Replace the output of an earlier run (default `False`).
@@ -93,7 +96,8 @@ def run_demo(output_dir, *, overwrite=False, plot=True):
     Returns
     -------
     summary : dict
-        ``file``, ``output``, ``method``, ``box_size``, ``global_back``,
+        ``file``, ``reduced``, ``output``, ``method``, ``box_size``,
+        ``global_back``,
         ``global_rms``, ``unit``, ``masked`` (invalid pixels) and
         ``figure`` (its path, or why there is none).
 
@@ -108,11 +112,13 @@ def run_demo(output_dir, *, overwrite=False, plot=True):
     output_dir.mkdir(parents=True, exist_ok=True)
     path = raw_frame_path()
     ccd = reduce_raw_frame(path)
+    reduced = output_dir / f'{fits_stem(path)}_reduced.fits'
+    write_image(ccd, reduced, overwrite=overwrite)
     background = estimate_background(ccd, box_size=64, filter_size=3)
     result = subtract_background(ccd, background)
     output = output_dir / f'{fits_stem(path)}_bkgsub.fits'
     write_with_background(result, background, output, overwrite=overwrite)
-    return {'file': path.name, 'output': str(output),
+    return {'file': path.name, 'reduced': str(reduced), 'output': str(output),
             'method': background.method, 'box_size': background.box_size,
             'global_back': background.global_back,
             'global_rms': background.global_rms,

@@ -21,6 +21,7 @@ from ezbkg_ccd.registry import BackgroundEstimate, register_estimator
 
 __all__ = ['sep_estimator', 'constant_estimator', 'photutils_estimator']
 
+
 def _require_usable_mesh(mask, box_size):
     """
     Raise unless at least one mesh has enough usable pixels.
@@ -79,6 +80,10 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
     >>> estimate.global_back, estimate.background().dtype
     (3.0, dtype('float32'))
     """
+    if box_size[1] < 2:
+        msg = (f'box_size must be at least 2 pixels wide for method "sep" '
+               f'(SEP cannot interpolate 1-pixel-wide meshes), got {box_size}')
+        raise ValueError(msg)
     _require_usable_mesh(mask, box_size)
     if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
         msg = f'n_jobs must be a positive int, got {n_jobs!r}'
@@ -107,6 +112,10 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         global_rms = float(background.globalrms)
         extra = {'sep_background': background}
         subtract_from = background.subfrom
+    if global_rms == 1.0:  # SEP's value when no mesh has a positive RMS
+        rms = rms() if callable(rms) else rms
+        if not rms.any():
+            global_rms = 0.0
     if edge == 'adaptive':
         noise = global_rms * np.sqrt(2 * MODE_VARIANCE_FACTOR / samples)
         lazy_back = back

@@ -16,24 +16,20 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from ezbkg_ccd._fits import (
-    atomic_write,
-    check_writable,
-    open_fits,
-    read_ccddata,
-)
+from ezbkg_ccd._fits import atomic_write, check_writable, open_fits
+from ezbkg_ccd._headers import writable_header
 from ezbkg_ccd._inputs import as_ccddata
+from ezbkg_ccd._reader import AUXILIARY_HDUS, image_index, read_ccddata
+from ezbkg_ccd._wcs import ccd_hdus
 from ezbkg_ccd.background import Background
 from ezbkg_ccd.provenance import KEYWORDS, REQUIRED_KEYWORDS
 
 __all__ = ['write_with_background', 'read_with_background',
-           'write_background', 'read_background', 'BACKGROUND_HDUS']
+           'write_background', 'read_background', 'recorded_target',
+           'BACKGROUND_HDUS']
 
 #: Names of the HDUs that hold a background, map first.
 BACKGROUND_HDUS = ('BKG', 'BKGRMS')
-
-#: HDUs that CCDData writes itself; never carried over from an old file.
-_CCDDATA_HDUS = ('MASK', 'UNCERT', 'PSFIMAGE')
 
 #: Lossless tile compression: floats unquantized, integers with RICE.
 _FLOAT_COMPRESSION = {'compression_type': 'GZIP_2', 'quantize_level': 0.0}
@@ -91,7 +87,7 @@ def _foreign_hdus(path):
     try:
         with open_fits(path) as hdulist:
             return [hdu.copy() for hdu in hdulist[1:]
-                    if hdu.name not in BACKGROUND_HDUS + _CCDDATA_HDUS]
+                    if hdu.name not in AUXILIARY_HDUS]
     except OSError:
         return []
 
@@ -142,13 +138,28 @@ def write_with_background(ccd, background, path, *, overwrite=False,
     """
     ccd = as_ccddata(ccd)
     _check_background(background, ccd.shape)
+    write_image(ccd, path, overwrite=overwrite, compress=compress,
+                extra=background_hdus(background, compress=compress,
+                                      full_map=full_map))
+
+
+def write_image(ccd, path, *, overwrite=False, compress=False, extra=()):
+    """
+    Write a `~astropy.nddata.CCDData` as `~astropy.nddata.CCDData.write`
+    does, safely: atomically, with a header that astropy can write and
+    that ``astropy.wcs`` can read back (`ezbkg_ccd._headers`,
+    `ezbkg_ccd._wcs`), keeping the other HDUs of a file it replaces,
+    followed by the ``extra`` HDUs.
+    """
     check_writable(path, overwrite=overwrite)
-    hdulist = ccd.to_hdu(hdu_mask='MASK', hdu_uncertainty='UNCERT')
+    primary, *extensions = ccd_hdus(ccd, hdu_mask='MASK',
+                                    hdu_uncertainty='UNCERT')
+    primary = fits.PrimaryHDU(primary.data, header=writable_header(
+        primary.header, source=f'the image written to {str(path)!r}'))
     extensions = [_image_hdu(hdu.data, hdu.header, hdu.name, compress)
-                  for hdu in hdulist[1:]]
-    hdulist = fits.HDUList([hdulist[0], *extensions, *_foreign_hdus(path),
-                            *background_hdus(background, compress=compress,
-                                              full_map=full_map)])
+                  for hdu in extensions]
+    hdulist = fits.HDUList([primary, *extensions, *_foreign_hdus(path),
+                            *extra])
     atomic_write(hdulist, path, overwrite=overwrite)
 
 
@@ -204,11 +215,21 @@ def _native(data):
     return np.array(data, dtype=data.dtype.newbyteorder('='))
 
 
-def _background_from_hdulist(hdulist, path):
-    """The background stored in ``hdulist``, or `None` if it has none."""
-    if BACKGROUND_HDUS[0] not in hdulist:
+def _background_from_hdulist(hdulist, path, extver=1):
+    """
+    The background of ``EXTVER = extver`` stored in ``hdulist``, or
+    `None` if it holds no background at all.
+    """
+    name, rms_name = BACKGROUND_HDUS
+    if name not in hdulist:
         return None
-    map_hdu = hdulist[BACKGROUND_HDUS[0]]
+    if (name, extver) not in hdulist:
+        versions = sorted(item.header.get('EXTVER', 1) for item in hdulist
+                          if item.name == name)
+        msg = (f'{str(path)!r} holds no background of the image with EXTVER '
+               f'{extver}, only of EXTVER {versions}')
+        raise ValueError(msg)
+    map_hdu = hdulist[name, extver]
     source = map_hdu.header
     missing = [key for key in REQUIRED_KEYWORDS if key not in source]
     if missing:
@@ -226,10 +247,10 @@ def _background_from_hdulist(hdulist, path):
         data = np.full(shape, header['BKGVALU'], dtype=dtype)
         rms = np.full(shape, header['BKGSIG'], dtype=dtype)
     else:
-        if BACKGROUND_HDUS[1] not in hdulist:
-            raise _malformed(path, 'there is no BKGRMS HDU')
+        if (rms_name, extver) not in hdulist:
+            raise _malformed(path, f'there is no BKGRMS HDU of EXTVER {extver}')
         data = _native(map_hdu.data)
-        rms = _native(hdulist[BACKGROUND_HDUS[1]].data)
+        rms = _native(hdulist[rms_name, extver].data)
         if data.ndim != 2 or rms.shape != data.shape:
             raise _malformed(path, f'map shape {data.shape} and RMS shape '
                              f'{rms.shape} are not one 2-D shape')
@@ -268,16 +289,19 @@ def read_background(path):
     return background
 
 
-def read_with_background(path, *, hdu=0):
+def read_with_background(path, *, hdu=None):
     """
     Read an image and the background stored with it.
+
+    The background is the one of the image's ``EXTVER`` (1 for the
+    primary HDU): in a file of several images, each image's own.
 
     Parameters
     ----------
     path : str or `~pathlib.Path`
         A FITS file; ``.gz`` and tile-compressed HDUs are read too.
-    hdu : int or str, optional
-        The image HDU (default 0).
+    hdu : int, str or (str, int), optional
+        The image HDU (default: the first HDU with image data).
 
     Returns
     -------
@@ -290,8 +314,37 @@ def read_with_background(path, *, hdu=0):
     Raises
     ------
     FileNotFoundError, OSError, ValueError
-        As `read_background`, except that a missing background is `None`.
+        As `read_background`, except that a missing background is `None`;
+        also if the file holds backgrounds, but none of the image's
+        ``EXTVER``.
     """
     with open_fits(path, memmap=True) as hdulist:
-        background = _background_from_hdulist(hdulist, path)
+        index = image_index(hdulist, hdu, path)
+        extver = hdulist[index].header.get('EXTVER', 1) if index else 1
+        background = _background_from_hdulist(hdulist, path, extver)
     return read_ccddata(path, hdu=hdu), background
+
+
+def recorded_target(path):
+    """
+    The input file recorded in a file ezbkg-ccd wrote (``TGTPATH``).
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+
+    Returns
+    -------
+    target : str or None
+        From the first ``BKG`` HDU, else the primary header; `None` if
+        the file records none or cannot be read.
+    """
+    try:
+        with open_fits(path, memmap=True) as hdulist:
+            for item in (*(hdu for hdu in hdulist
+                           if hdu.name == BACKGROUND_HDUS[0]), hdulist[0]):
+                if 'TGTPATH' in item.header:
+                    return str(item.header['TGTPATH'])
+    except OSError:
+        pass
+    return None

@@ -8,12 +8,15 @@ meaning; headers, the documentation and the readers all use it.
 
 import datetime
 import functools
+import os
+import re
 from importlib.metadata import PackageNotFoundError, version
 
+import numpy as np
 from astropy.io import fits
 
 __all__ = ['KEYWORDS', 'REQUIRED_KEYWORDS', 'SOFTWARE_KEYWORDS',
-           'provenance_header', 'set_card']
+           'provenance_header', 'set_card', 'options_text', 'record_target']
 
 #: Every provenance keyword, in the order written, with its meaning (also
 #: the card comment, so each fits beside any value: at most 46 characters).
@@ -78,6 +81,59 @@ def set_card(header, key, value, comment=''):
         quoted = max(len(value.replace("'", "''")) + 2, 20)
         comment = comment[:max(80 - 10 - quoted - 3, 0)]
     header[key] = (value, comment)
+
+
+def record_target(header, path):
+    """
+    Record ``path`` as the file a background was estimated from.
+
+    ``TGTPATH`` holds the absolute path, so that a rerun can tell whether
+    an existing output was made from the same file.
+
+    Examples
+    --------
+    >>> import os
+    >>> from astropy.io import fits
+    >>> from ezbkg_ccd.provenance import record_target
+    >>> header = fits.Header()
+    >>> record_target(header, 'night1/frame.fits')
+    >>> header['TGTPATH'] == os.path.abspath('night1/frame.fits')
+    True
+    """
+    set_card(header, 'TGTPATH', os.path.abspath(path), KEYWORDS['TGTPATH'])
+
+
+def _option_repr(value):
+    """``repr`` of an option; arrays by type, shape and dtype only."""
+    if hasattr(value, 'shape') and hasattr(value, 'dtype'):
+        return (f'<{type(value).__name__} shape={tuple(np.shape(value))} '
+                f'dtype={value.dtype}>')
+    return repr(value)
+
+
+def options_text(options):
+    """
+    Options as one line of printable ASCII for a header card, or `None`.
+
+    Keys are sorted; arrays (a photutils ``coverage_mask``, say) are
+    described, not printed; line breaks and non-ASCII characters of other
+    values' ``repr`` are escaped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.provenance import options_text
+    >>> options_text({'percentile': 90.0, 'coverage_mask': np.zeros((4, 5), bool)})
+    "{'coverage_mask': <ndarray shape=(4, 5) dtype=bool>, 'percentile': 90.0}"
+    >>> options_text({}) is None
+    True
+    """
+    if not options:
+        return None
+    text = ', '.join(f'{key!r}: {_option_repr(value)}'
+                     for key, value in sorted(options.items()))
+    text = re.sub(r'\s+', ' ', '{' + text + '}')
+    return text.encode('ascii', 'backslashreplace').decode('ascii')
 
 
 @functools.cache

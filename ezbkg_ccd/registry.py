@@ -15,10 +15,12 @@ packages add estimators with `register_estimator` or, without any
 import, through the ``ezbkg_ccd.estimators`` entry-point group.
 """
 
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 import numpy as np
+from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = ['BackgroundEstimate', 'register_estimator', 'get_estimator',
            'available_estimators', 'ENTRY_POINT_GROUP']
@@ -125,14 +127,27 @@ def register_estimator(name, estimator, *, overwrite=False):
 
 
 def _load_entry_points():
-    """Register the estimators that installed packages advertise, once."""
+    """
+    Register the estimators that installed packages advertise, once.
+
+    A plugin that fails to load (an `ImportError` in its package, a name
+    that is not callable) is skipped with a warning naming it; the other
+    plugins and the built-in estimators stay available.
+    """
     global _entry_points_loaded
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        if entry_point.name.lower() not in _REGISTRY:
+        if entry_point.name.strip().lower() in _REGISTRY:
+            continue
+        try:
             register_estimator(entry_point.name, entry_point.load())
+        except Exception as exc:  # any failure of third-party code
+            msg = (f'skipped the estimator plugin {entry_point.name!r} '
+                   f'({entry_point.value}) of the {ENTRY_POINT_GROUP} entry '
+                   f'points: {type(exc).__name__}: {exc}')
+            warnings.warn(msg, AstropyUserWarning, stacklevel=3)
 
 
 def available_estimators():

@@ -5,8 +5,8 @@
 
 from pathlib import Path
 
-from ezbkg_ccd._fits import read_ccddata
 from ezbkg_ccd._inputs import as_ccddata
+from ezbkg_ccd._reader import read_ccddata
 from ezbkg_ccd.masks import invalid_pixel_mask
 from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import read_background

@@ -5,9 +5,15 @@ Automatic source masks: detect, dilate, re-estimate, iterate.
 
 import numpy as np
 import sep
+from astropy.nddata import CCDData
 from scipy import ndimage
 
-from ezbkg_ccd._inputs import as_ccddata, working_copy
+from ezbkg_ccd._inputs import (
+    as_ccddata,
+    range_exponent,
+    sep_sentinels,
+    working_copy,
+)
 from ezbkg_ccd.steps import estimate_background
 
 __all__ = ['make_source_mask', 'MAX_MASKED']
@@ -146,6 +152,10 @@ def make_source_mask(ccd, *, mask=None, threshold=1.5, min_area=5,
             msg = f'{name} must be an int >= {low}, got {value!r}'
             raise ValueError(msg)
     data = working_copy(ccd.data)
+    exponent = range_exponent(data, ~np.isfinite(data) | sep_sentinels(data))
+    if exponent:  # SEP's detection works in float32: bring data in range
+        data = np.ldexp(data, exponent)
+        ccd = CCDData(data, unit=ccd.unit, mask=ccd.mask, copy=False)
     options = {'box_size': box_size, 'filter_size': filter_size, 'mask': mask}
     background = estimate_background(ccd, **options)
     invalid = np.ascontiguousarray(background.invalid_mask)

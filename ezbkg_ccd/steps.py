@@ -3,6 +3,7 @@
 The ccdproc-style reduction steps: estimate and subtract the background.
 """
 
+import dataclasses
 import os
 from numbers import Real
 
@@ -15,16 +16,18 @@ from ezbkg_ccd._inputs import (
     as_ccddata,
     as_mask,
     as_pair,
+    range_exponent,
+    sep_sentinels,
     work_dtype,
     working_copy,
 )
 from ezbkg_ccd._uncertainty import gain_in_electrons, subtracted_uncertainty
 from ezbkg_ccd.background import Background
 from ezbkg_ccd.meshes import skewed_meshes
-from ezbkg_ccd.provenance import KEYWORDS, provenance_header, set_card
+from ezbkg_ccd.provenance import options_text, provenance_header, record_target
 from ezbkg_ccd.registry import get_estimator
 
-__all__ = ['estimate_background', 'subtract_background']
+__all__ = ['estimate_background', 'subtract_background', 'is_subtracted']
 
 #: Keyword under which `subtract_background` logs its call (ccdproc style).
 LOG_KEYWORD = 'SUBBKG'
@@ -45,6 +48,11 @@ def _invalid_pixels(ccd, work, mask):
     invalid = np.isfinite(work)
     np.logical_not(invalid, out=invalid)
     sources = ['nonfinite'] if invalid.any() else []
+    sentinels = sep_sentinels(work)
+    sentinels &= ~invalid  # -inf is non-finite, not a marker
+    if sentinels.any():
+        invalid |= sentinels
+        sources.append('sentinel')
     for name, extra in (('ccd.mask', ccd.mask), ('mask', mask)):
         extra = as_mask(extra, name=name, shape=work.shape)
         if extra is not None:
@@ -54,8 +62,47 @@ def _invalid_pixels(ccd, work, mask):
 
 
 def _target(ccd):
-    """The file name of a path input, else `None`."""
-    return os.fspath(ccd) if isinstance(ccd, (str, os.PathLike)) else None
+    """The absolute file name of a path input, else `None`."""
+    return os.path.abspath(ccd) if isinstance(ccd, (str, os.PathLike)) else None
+
+
+def _scaled_map(values, exponent):
+    """``values * 2**exponent`` (lazily for a callable), exact."""
+    if not exponent:
+        return values
+    if callable(values):
+        return lambda: np.ldexp(values(), exponent)
+    return np.ldexp(values, exponent)
+
+
+def _nonnegative(rms):
+    """
+    The RMS map with negative values set to 0 (lazily for a callable).
+
+    SEP's bicubic spline of the mesh RMS can dip below zero between
+    meshes of very different noise (a bright galaxy filling the frame,
+    tiny meshes); a noise level cannot be negative.
+    """
+    if callable(rms):
+        return lambda: _nonnegative(rms())
+    if np.fmin.reduce(rms, axis=None) < 0:  # NaN-blind, no temporary
+        return np.maximum(rms, 0)
+    return rms
+
+
+def _conditioned(estimate, exponent):
+    """
+    An estimate of data scaled by ``2**-exponent``, scaled back, with its
+    RMS map made non-negative.
+    """
+    changes = {'rms': _nonnegative(_scaled_map(estimate.rms, exponent))}
+    if exponent:
+        scale = 2.0 ** exponent
+        changes.update(background=_scaled_map(estimate.background, exponent),
+                       global_back=estimate.global_back * scale,
+                       global_rms=estimate.global_rms * scale,
+                       subtract_from=None)
+    return dataclasses.replace(estimate, **changes)
 
 
 def _as_rejection(value):
@@ -104,16 +151,21 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
     source_mask = as_mask(source_mask, name='source_mask', shape=work.shape)
     excluded = invalid if source_mask is None else invalid | source_mask
     if excluded.all():
-        msg = 'ccd has no valid pixels: every pixel is masked or non-finite'
+        msg = ('ccd has no valid pixels: every pixel is masked, non-finite '
+               "or at or below -1e30 (SEP's marker of missing data)")
         raise ValueError(msg)
+    exponent = range_exponent(work, invalid)
+    if exponent:
+        work = np.ldexp(work, exponent)
     rejected = None
     if rejection is not None:
         skewed, rejected = skewed_meshes(work, excluded, box_size,
                                          threshold=rejection)
         excluded = excluded | skewed
-    estimate = estimator(work, mask=excluded, box_size=box_size,
-                         filter_size=filter_size,
-                         filter_threshold=filter_threshold, **options)
+    estimate = _conditioned(
+        estimator(work, mask=excluded, box_size=box_size,
+                  filter_size=filter_size, filter_threshold=filter_threshold,
+                  **options), -exponent)
     header = provenance_header({
         'BKGTYPE': method.strip().upper(), 'BKGIS2D': estimate.is_2d,
         'BKGBOX': box_size[0], 'BKGBOXX': box_size[1],
@@ -127,10 +179,9 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
         'BKGNSRC': (0 if source_mask is None
                     else int(np.count_nonzero(source_mask))),
         'BKGREJT': rejection, 'BKGNREJ': rejected,
-        'BKGOPTS': repr(dict(sorted(options.items()))) if options else None,
-        'BKGSMOPT': (repr(dict(sorted(source_mask_options.items())))
-                     if source_kind == 'auto' and source_mask_options
-                     else None),
+        'BKGOPTS': options_text(options),
+        'BKGSMOPT': (options_text(source_mask_options)
+                     if source_kind == 'auto' else None),
         'TGTPATH': target})
     header['BUNIT'] = ccd.unit.to_string()
     background = Background(estimate.background, estimate.rms, header,
@@ -222,8 +273,21 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
     return background
 
 
+def is_subtracted(meta):
+    """
+    Whether a header says its image is already background-subtracted.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd.steps import is_subtracted
+    >>> is_subtracted({'BKGSUB': True}), is_subtracted({})
+    (True, False)
+    """
+    return str(meta.get('BKGSUB', '')).strip().upper() in ('T', 'TRUE')
+
+
 def subtract_background(ccd, background=None, *, gain=None,
-                        add_keyword=True, **options):
+                        add_keyword=True, resubtract=False, **options):
     """
     Subtract the sky background from an image.
 
@@ -242,6 +306,11 @@ def subtract_background(ccd, background=None, *, gain=None,
         ccdproc's logging: `True` (default) records the call under
         ``SUBBKG``; `False` records nothing; anything else is recorded
         as given.
+    resubtract : bool, optional
+        Subtract even if ``ccd`` is already background-subtracted
+        (``BKGSUB = T`` in its header). By default such a frame is
+        refused: subtracting twice removes the residual sky and replaces
+        the true background with a near-zero one.
     **options
         Keywords of `estimate_background` (only without ``background``).
 
@@ -262,8 +331,9 @@ def subtract_background(ccd, background=None, *, gain=None,
         If an argument has the wrong type, or ``options`` are given with
         ``background``.
     ValueError
-        As `estimate_background`, or if ``background`` does not match
-        the image shape.
+        As `estimate_background`, if ``background`` does not match the
+        image shape, or if ``ccd`` is already background-subtracted and
+        ``resubtract`` is `False`.
     astropy.units.UnitsError
         If ``background`` is not in the unit of ``ccd``.
 
@@ -281,17 +351,22 @@ def subtract_background(ccd, background=None, *, gain=None,
     'ccd=<CCDData>, box_size=32'
     """
     arguments = {'ccd': ccd, 'background': background, 'gain': gain,
-                 **options}
+                 'resubtract': resubtract or None, **options}
     log = log_entries(add_keyword, LOG_KEYWORD,
                       {k: v for k, v in arguments.items() if v is not None})
     target = _target(ccd)
     ccd = as_ccddata(ccd)
+    if is_subtracted(ccd.meta) and not resubtract:
+        msg = ('ccd is already background-subtracted (BKGSUB = T in its '
+               'header); subtracting again would remove what is left of the '
+               'sky and replace its recorded background. Pass '
+               'resubtract=True to subtract again')
+        raise ValueError(msg)
     estimated = background is None
     if estimated:
         background = estimate_background(ccd, **options)
         if target is not None:
-            set_card(background.header, 'TGTPATH', target,
-                     KEYWORDS['TGTPATH'])
+            record_target(background.header, target)
     elif not isinstance(background, Background):
         msg = ('background must be a Background, got '
                f'{type(background).__name__}')
@@ -322,7 +397,8 @@ def subtract_background(ccd, background=None, *, gain=None,
             set_keyword(meta, key, background.header[key],
                         background.header.comments[key])
     set_keyword(meta, 'BKGSUB', True, 'sky background subtracted')
-    meta.update(log)
+    for key, value in log.items():
+        set_keyword(meta, key, value, '')
     return CCDData(residual, unit=ccd.unit, mask=mask,
                    uncertainty=uncertainty, meta=meta, wcs=ccd.wcs,
                    copy=False)

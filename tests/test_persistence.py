@@ -344,7 +344,7 @@ class TestBadFiles:
         """A directory refusing new files gives OSError with the path."""
         result, bkg = subtracted
         refused = PermissionError(13, 'Permission denied')
-        with mock.patch('tempfile.mkstemp', side_effect=refused), \
+        with mock.patch('ezbkg_ccd._fits.os.open', side_effect=refused), \
                 pytest.raises(PermissionError,
                               match="cannot write '.*out.fits': Permission"):
             write_with_background(result, bkg, tmp_path / 'out.fits')

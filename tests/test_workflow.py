@@ -335,8 +335,8 @@ class TestPlot:
         monkeypatch.setitem(sys.modules, 'matplotlib', None)
         summary = run_demo(tmp_path)
         assert summary['figure'] == 'none: pip install "ezbkg-ccd[plot]" for one'
-        assert [p.name for p in tmp_path.iterdir()] == [
-            'raw_ccd_a8280271_bkgsub.fits']
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            'raw_ccd_a8280271_bkgsub.fits', 'raw_ccd_a8280271_reduced.fits']
 
     def test_without_matplotlib(self, monkeypatch, flat_sky):
         """Without matplotlib, a clear ImportError names the extra."""

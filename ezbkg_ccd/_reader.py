@@ -1,0 +1,149 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+Reading a `~astropy.nddata.CCDData` from any FITS file a user has.
+
+What `astropy.nddata.CCDData.read` reads, and also: the first image HDU
+found whatever its kind (a tile-compressed ``.fits.fz`` frame in
+extension 1), the ``MASK`` and ``UNCERT`` of an extension paired by its
+``EXTVER``, data in native byte order, headers with unwritable cards
+repaired (`ezbkg_ccd._headers`) and WCS distortion cards that crash
+``astropy.wcs`` left out (`ezbkg_ccd._wcs`). Every failure names the
+file.
+"""
+
+import astropy.units as u
+import numpy as np
+from astropy.nddata import (
+    CCDData,
+    InverseVariance,
+    StdDevUncertainty,
+    VarianceUncertainty,
+)
+from astropy.nddata.ccddata import _generate_wcs_and_update_header
+
+from ezbkg_ccd._fits import open_fits
+from ezbkg_ccd._headers import writable_header
+from ezbkg_ccd._wcs import without_unsafe_distortion
+
+__all__ = ['AUXILIARY_HDUS', 'image_hdus', 'image_index', 'read_ccddata']
+
+#: HDUs that belong to an image (CCDData's and ezbkg-ccd's own) and are
+#: never images to process themselves.
+AUXILIARY_HDUS = ('MASK', 'UNCERT', 'PSFIMAGE', 'BKG', 'BKGRMS')
+
+#: Uncertainty classes by the name CCDData records in ``UTYPE``.
+_UNCERTAINTIES = {kind.__name__: kind for kind in
+                  (StdDevUncertainty, VarianceUncertainty, InverseVariance)}
+
+
+def _is_image(hdu):
+    """An image HDU with 2-D or larger data that is not auxiliary."""
+    return (hdu.is_image and hdu.name not in AUXILIARY_HDUS
+            and hdu.header.get('NAXIS', 0) >= 2
+            and all(hdu.header.get(f'NAXIS{axis}', 0) > 0
+                    for axis in range(1, hdu.header['NAXIS'] + 1)))
+
+
+def image_hdus(hdulist):
+    """
+    Indices of the HDUs of ``hdulist`` that hold an image to process.
+
+    Primary and extension images, tile-compressed ones included; not
+    tables, empty HDUs or the auxiliary HDUs (`AUXILIARY_HDUS`).
+    """
+    return [index for index, hdu in enumerate(hdulist) if _is_image(hdu)]
+
+
+def image_index(hdulist, hdu, path):
+    """The index of the image HDU ``hdu`` (`None`: the first one), with a
+    clear error."""
+    if hdu is None:
+        found = image_hdus(hdulist)
+        if not found:
+            kinds = ', '.join(f'{index}: {type(item).__name__} '
+                              f'{item.name!r}'
+                              for index, item in enumerate(hdulist))
+            msg = (f'{str(path)!r} has no image HDU to read ({kinds}); name '
+                   'one with hdu=')
+            raise ValueError(msg)
+        return found[0]
+    try:
+        index = hdulist.index_of(hdu)
+    except (KeyError, IndexError) as exc:
+        msg = f'{str(path)!r} has no HDU {hdu!r}'
+        raise ValueError(msg) from exc
+    if not (hdulist[index].is_image and hdulist[index].size):
+        msg = (f'HDU {hdu!r} of {str(path)!r} is a '
+               f'{type(hdulist[index]).__name__} without image data')
+        raise ValueError(msg)
+    return index
+
+
+def _unit(header, unit, path):
+    """The explicit ``unit``, else ``BUNIT``, else ``adu``."""
+    text = str(header.get('BUNIT', '')).strip()
+    if unit is not None or not text:
+        return u.adu if unit is None else unit
+    text = CCDData.known_invalid_fits_unit_strings.get(text, text)
+    try:
+        return u.Unit('adu' if text.lower() == 'adu' else text)
+    except ValueError as exc:
+        msg = (f'the BUNIT {text!r} of {str(path)!r} is not a unit; pass '
+               'unit= to read it')
+        raise ValueError(msg) from exc
+
+
+def _native(data):
+    """A copy in native byte order (nothing refers to the file after)."""
+    return np.array(data, dtype=data.dtype.newbyteorder('='))
+
+
+def _companions(hdulist, extver):
+    """The ``MASK`` and uncertainty of the image of version ``extver``."""
+    mask = uncertainty = None
+    if ('MASK', extver) in hdulist:
+        mask = np.asarray(hdulist['MASK', extver].data).astype(bool)
+    if ('UNCERT', extver) in hdulist:
+        item = hdulist['UNCERT', extver]
+        kind = _UNCERTAINTIES.get(item.header.get('UTYPE'), StdDevUncertainty)
+        uncertainty = kind(_native(item.data), copy=False)
+    return mask, uncertainty
+
+
+def read_ccddata(path, *, hdu=None, unit=None):
+    """
+    Read a `~astropy.nddata.CCDData` from ``path`` with clear errors.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+    hdu : int, str or (str, int), optional
+        The image HDU; by default the first HDU with image data (see
+        `image_hdus`), whose header is completed by the primary header's
+        cards, as `~astropy.nddata.CCDData.read` does.
+    unit : `~astropy.units.Unit` or str, optional
+        The data unit; by default ``BUNIT``, or ``adu`` without one.
+
+    Raises
+    ------
+    FileNotFoundError, OSError
+        If the file is missing or not readable FITS.
+    ValueError
+        If it has no such HDU, that HDU holds no image, or its ``BUNIT``
+        is not a unit.
+    """
+    source = repr(str(path))
+    with open_fits(path) as hdulist:
+        index = image_index(hdulist, hdu, path)
+        item = hdulist[index]
+        header = item.header.copy()
+        if hdu is None and index > 0:
+            header.extend(hdulist[0].header, unique=True)
+        data = _native(item.data)
+        extver = item.header.get('EXTVER', 1) if index else 1
+        mask, uncertainty = _companions(hdulist, extver)
+    header = writable_header(without_unsafe_distortion(header, source=source),
+                             source=source)
+    header, wcs = _generate_wcs_and_update_header(header)
+    return CCDData(data, unit=_unit(header, unit, path), meta=header,
+                   mask=mask, uncertainty=uncertainty, wcs=wcs, copy=False)
