@@ -123,10 +123,14 @@ def working_copy(data):
 #: value (compared in float32, as SEP does) is never used.
 SEP_INVALID_BELOW = np.float32(-1e30)
 
-#: Data whose largest finite magnitude lies outside ``[2**-100, 2**100]``
+#: Data whose largest valid magnitude lies outside ``[2**-100, 2**100]``
 #: are rescaled by a power of two before estimation: SEP works in float32,
 #: in which larger values overflow to inf and smaller ones lose precision.
 _SAFE_EXPONENTS = (-100, 100)
+
+#: After rescaling, a pixel above this magnitude cannot be used (float32
+#: holds up to about 2**128).
+_FLOAT32_USABLE = 2.0**127
 
 
 def sep_sentinels(work):
@@ -143,34 +147,56 @@ def sep_sentinels(work):
     return work <= work.dtype.type(SEP_INVALID_BELOW)
 
 
-def range_exponent(work, invalid):
+def range_scaling(work, invalid):
     """
     The power of two that brings ``work`` into the range SEP handles.
 
-    Returns ``k`` such that ``work * 2**k`` has its largest finite, valid
-    magnitude in ``[0.5, 1)``, or 0 when that magnitude is already within
-    ``[2**-100, 2**100]`` (or every valid pixel is 0). Scaling by a power
-    of two is exact, so ``2**-k`` times the estimate of the scaled data is
-    the estimate of the data.
+    Most frames need none: ``(0, None)`` is returned when the largest
+    valid magnitude is within ``[2**-100, 2**100]`` (or all are 0).
+    Otherwise ``work * 2**k`` brings the median valid magnitude near 1
+    (scaling by a power of two is exact, so ``2**-k`` times the estimate
+    of the scaled data is the estimate of the data), and the valid pixels
+    that would still exceed the float32 range, a few 1e300 pixels in a
+    sky of 100, say, cannot be used.
+
+    Parameters
+    ----------
+    work : `~numpy.ndarray`
+        Float image.
+    invalid : `~numpy.ndarray` of bool
+        Pixels already known to be unusable.
+
+    Returns
+    -------
+    exponent : int
+        ``k``.
+    overflow : `~numpy.ndarray` of bool or None
+        The valid pixels beyond float32 range after scaling, if any.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from ezbkg_ccd._inputs import range_exponent
-    >>> valid = np.zeros((1, 2), bool)
-    >>> range_exponent(np.array([[1e300, -3.0]]), valid)
-    -997
-    >>> range_exponent(np.array([[1e-3, 2.0]]), valid)
-    0
+    >>> from ezbkg_ccd._inputs import range_scaling
+    >>> valid = np.zeros((1, 3), bool)
+    >>> range_scaling(np.array([[1e-3, 2.0, -5.0]]), valid)
+    (0, None)
+    >>> range_scaling(np.array([[1e300, 3e300, -2e300]]), valid)[0]
+    -998
+    >>> range_scaling(np.array([[100.0, 90.0, 1e300]]), valid)
+    (-7, array([[False, False,  True]]))
     """
     valid = ~invalid
     if not valid.any():
-        return 0
+        return 0, None
     largest = max(abs(float(work.max(where=valid, initial=-np.inf))),
                   abs(float(work.min(where=valid, initial=np.inf))))
-    if largest == 0:
-        return 0
-    exponent = int(np.frexp(largest)[1])
-    if _SAFE_EXPONENTS[0] <= exponent <= _SAFE_EXPONENTS[1]:
-        return 0
-    return -exponent
+    if largest == 0 or (_SAFE_EXPONENTS[0] <= int(np.frexp(largest)[1])
+                        <= _SAFE_EXPONENTS[1]):
+        return 0, None
+    typical = float(np.median(np.abs(work[valid], dtype=np.float64)))
+    exponent = -int(np.frexp(typical or largest)[1])
+    with np.errstate(over='ignore'):
+        limit = np.float64(np.ldexp(_FLOAT32_USABLE, -exponent))
+    overflow = np.abs(work) > limit
+    overflow &= valid
+    return exponent, overflow if overflow.any() else None

@@ -10,9 +10,12 @@ returns, and the maps can be interpolated one row at a time, from any
 mesh grid, into arrays the caller owns. That lets strips of one frame
 run in threads (`ezbkg_ccd.strips`).
 
-Only SEP versions whose ``sep_image`` and ``sep_bkg`` layouts are known
-are bound (both date from SEP 1.3.0); with any other version
-`AVAILABLE` is False.
+Only the SEP releases in `TESTED_VERSIONS` are bound: their ``sep_image``
+and ``sep_bkg`` layouts and function signatures were compared with
+``sep.h`` and their maps with `sep.Background`. With any other version
+(a patch release could change a struct and corrupt memory before any
+check runs) `AVAILABLE` is False; `ezbkg_ccd.strips.usable` adds a
+self-check on first use.
 """
 
 import ctypes
@@ -20,11 +23,11 @@ import ctypes
 import numpy as np
 import sep
 
-__all__ = ['AVAILABLE', 'filtered_meshes', 'interpolate_rows',
-           'spline_second_derivatives']
+__all__ = ['AVAILABLE', 'TESTED_VERSIONS', 'filtered_meshes',
+           'interpolate_rows', 'spline_second_derivatives']
 
-#: (major, minor) versions of SEP whose struct layouts are below.
-KNOWN_VERSIONS = ((1, 3), (1, 4))
+#: SEP releases whose struct layouts and functions are those below.
+TESTED_VERSIONS = ('1.4.0', '1.4.1')
 
 _TYPE_CODES = {np.dtype('float32'): 42, np.dtype('float64'): 82}
 _BYTE_CODE = 11
@@ -59,18 +62,9 @@ class _Background(ctypes.Structure):
                 ('dsigma', ctypes.POINTER(ctypes.c_float))]
 
 
-def _version(text):
-    """``(major, minor)`` of a version string, or None if it has none."""
-    try:
-        major, minor = text.split('.')[:2]
-        return int(major), int(minor)
-    except ValueError:
-        return None
-
-
 def _bind(module):
     """The SEP C library with the background prototypes, or None."""
-    if _version(module.__version__) not in KNOWN_VERSIONS:
+    if module.__version__ not in TESTED_VERSIONS:
         return None
     try:
         library = ctypes.CDLL(module.__file__)

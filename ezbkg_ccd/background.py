@@ -96,6 +96,9 @@ class Background:
         self.invalid_mask = invalid_mask
         self.path = None if path is None else Path(path)
         self.is_saved = False
+        #: Whether `remove` may delete the file at `path` (`False` for a
+        #: background found through a header's ``BKGPATH``).
+        self.removable = True
 
     @property
     def data(self):
@@ -283,7 +286,18 @@ class Background:
         -------
         removed : bool
             Whether a file was deleted.
+
+        Raises
+        ------
+        PermissionError
+            If this background was found through a header's ``BKGPATH``
+            (`removable` is `False`): a header never steers a delete.
         """
+        if not self.removable:
+            msg = (f'{str(self.path)!r} was found through a BKGPATH header '
+                   'keyword; ezbkg-ccd never deletes a file a header names. '
+                   'Delete it yourself if it is yours')
+            raise PermissionError(msg)
         self.is_saved = False
         if not self.is_exists:
             return False

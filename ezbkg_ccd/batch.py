@@ -94,14 +94,11 @@ class _Skip(Exception):
 
 def _frames(path, settings):
     """``(index, CCDData)`` of the image HDU(s) to process."""
-    if settings['all_hdus']:
-        with open_fits(path) as hdulist:
-            indices = image_hdus(hdulist)
-            background_only = not indices and BACKGROUND_HDUS[0] in hdulist
-    else:
-        indices, background_only = [settings['hdu']], False
-    if background_only:
-        raise _Skip('a background file (BKG/BKGRMS, no image)')
+    with open_fits(path) as hdulist:
+        found = image_hdus(hdulist)
+        if not found and BACKGROUND_HDUS[0] in hdulist:
+            raise _Skip('a background file (BKG/BKGRMS, no image)')
+    indices = found if settings['all_hdus'] else [settings['hdu']]
     if not indices:
         msg = 'no 2-D image HDU'
         raise ValueError(msg)
@@ -195,6 +192,9 @@ def process_one(path, output, settings):
     except _Skip as skip:
         return {**report, 'status': 'skipped', 'reason': str(skip)}
     except Exception as exc:  # a bad file must never stop the batch
+        if (isinstance(exc, FileExistsError) and not settings['overwrite']
+                and Path(output).exists()):
+            return _existing(path, output, report)  # a concurrent run's
         return {**report, 'status': 'failed', 'error': _message(exc),
                 'seconds': time.perf_counter() - start}
     return {**report, 'status': 'done', 'hdus': hdus,

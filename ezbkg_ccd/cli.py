@@ -2,8 +2,9 @@
 """
 The ``ezbkg`` command line.
 
-Exit codes: 0 when every frame succeeded (or was already done), 1 when
-any frame failed (a summary says which and why), 2 for a usage error.
+Exit codes: 0 when every frame succeeded (or was already done or not to
+be processed), 1 when any frame failed (a summary says which and why), 2
+for a usage error, 130 when interrupted (Ctrl-C).
 """
 
 import argparse
@@ -12,16 +13,34 @@ import os
 import sys
 
 from ezbkg_ccd import __version__
-from ezbkg_ccd.batch import MODES, process_files
+from ezbkg_ccd.batch import MODES, OUTPUT_EXISTS, process_files
 from ezbkg_ccd.demo import run_demo
 from ezbkg_ccd.persistence import read_background
 from ezbkg_ccd.provenance import KEYWORDS
+from ezbkg_ccd.registry import get_estimator
 
 __all__ = ['main']
 
 
 def _hdu(value):
     return int(value) if value.lstrip('-').isdigit() else value
+
+
+def _method(value):
+    """A registered estimator name, or a usage error listing them."""
+    try:
+        get_estimator(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _positive(value):
+    number = int(value)
+    if number < 1:
+        msg = f'must be a positive integer, got {value}'
+        raise argparse.ArgumentTypeError(msg)
+    return number
 
 
 def _batch(arguments):
@@ -36,16 +55,20 @@ def _batch(arguments):
         n_jobs=arguments.jobs, client=arguments.scheduler,
         mode=arguments.command, suffix=arguments.suffix,
         overwrite=arguments.overwrite, hdu=arguments.hdu,
-        all_hdus=arguments.all_hdus, plot=arguments.plot,
+        all_hdus=arguments.all_hdus, resubtract=arguments.resubtract,
+        plot=arguments.plot, isolate=True,
         progress=not arguments.quiet and sys.stderr.isatty(), **options)
     counts = {status: sum(r.status == status for r in reports)
               for status in ('done', 'skipped', 'failed')}
-    if not arguments.quiet:
-        print(f"{counts['done']} done, {counts['skipped']} skipped "
-              f"(output exists), {counts['failed']} failed")
     for report in reports:
         if report.status == 'failed':
             print(f'FAILED {report.input}: {report.error}', file=sys.stderr)
+        elif report.status == 'skipped' and not arguments.quiet and (
+                report.reason != OUTPUT_EXISTS):
+            print(f'skipped {report.input}: {report.reason}', file=sys.stderr)
+    if not arguments.quiet:
+        print(f"{counts['done']} done, {counts['skipped']} skipped, "
+              f"{counts['failed']} failed")
     return 1 if counts['failed'] else 0
 
 
@@ -75,7 +98,7 @@ def _add_batch_parser(commands, name, help_text):
                         help='output folder (default: current folder)')
     parser.add_argument('--suffix', default=None,
                         help=f'output name ending (default: {MODES[name]})')
-    parser.add_argument('--method', default='sep',
+    parser.add_argument('--method', default='sep', type=_method,
                         help='estimator: sep, constant, photutils or a '
                              'registered name (default: sep)')
     parser.add_argument('--box-size', type=int, default=64,
@@ -87,16 +110,24 @@ def _add_batch_parser(commands, name, help_text):
                         help='mask sources automatically (default: none)')
     parser.add_argument('--reject-skewed', action='store_true',
                         help='reject meshes skewed by unmasked sources')
-    parser.add_argument('--hdu', type=_hdu, default=0,
-                        help='image HDU index or name (default: 0)')
+    parser.add_argument('--hdu', type=_hdu, default=None,
+                        help='image HDU index or name (default: the first '
+                             'HDU with image data)')
     parser.add_argument('--all-hdus', action='store_true',
                         help='process every 2-D image HDU into one file')
     parser.add_argument('--overwrite', action='store_true',
-                        help='replace existing outputs (default: skip them)')
+                        help='replace existing outputs (default: skip those '
+                             'made from the same input)')
+    parser.add_argument('--resubtract', action='store_true',
+                        help='also subtract frames that are already '
+                             'background-subtracted (BKGSUB = T)')
     parser.add_argument('--plot', action='store_true',
                         help='also write a PNG per frame (needs matplotlib)')
-    parser.add_argument('-j', '--jobs', type=int, default=os.cpu_count() or 1,
-                        help='local worker processes (default: all cores)')
+    parser.add_argument('-j', '--jobs', type=_positive,
+                        default=os.cpu_count() or 1,
+                        help='local worker processes (default: all cores); '
+                             'a file that crashes its worker is reported '
+                             'and the others go on')
     parser.add_argument('--scheduler', default=None, metavar='ADDRESS',
                         help='run on the Dask scheduler at ADDRESS')
     parser.set_defaults(run=_batch)
@@ -107,7 +138,8 @@ def _parser():
         prog='ezbkg',
         description='Sky background estimation and subtraction for FITS '
                     'images (astropy CCDData, SEP). Exit codes: 0 all '
-                    'frames done, 1 some frame failed, 2 usage error.')
+                    'frames done, 1 some frame failed, 2 usage error, 130 '
+                    'interrupted.')
     parser.add_argument('--version', action='version',
                         version=f'%(prog)s {__version__}')
     noise = parser.add_mutually_exclusive_group()
@@ -171,6 +203,10 @@ def main(argv=None):
     except (OSError, ValueError, TypeError) as exc:
         print(f'ezbkg: error: {exc}', file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print('ezbkg: interrupted; finished outputs are complete, a rerun '
+              'resumes', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':  # pragma: no cover

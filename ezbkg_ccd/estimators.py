@@ -15,6 +15,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from ezbkg_ccd import strips
 from ezbkg_ccd._coverage import MIN_MESH_COVERAGE, well_covered
+from ezbkg_ccd._sep_c import TESTED_VERSIONS
 from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
 from ezbkg_ccd.edges import fill_edges
 from ezbkg_ccd.registry import BackgroundEstimate, register_estimator
@@ -66,8 +67,9 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
 
     With ``n_jobs > 1`` a large frame is split into strips computed in
     parallel threads (`ezbkg_ccd.strips`); the maps and global values
-    are the single call's, bit for bit. With a SEP version whose C
-    library is not bound, this warns and makes one call.
+    are the single call's, bit for bit. With a SEP version not tested
+    with ezbkg-ccd, or one whose C library fails the self-check of
+    `~ezbkg_ccd.strips.usable`, this warns and makes one call.
 
     Examples
     --------
@@ -95,10 +97,13 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         msg = f"edge must be 'spline' or 'adaptive', got {edge!r}"
         raise ValueError(msg)
     samples = box_size[0] * box_size[1]
-    if n_jobs > 1 and not strips.AVAILABLE:
-        msg = (f'n_jobs={n_jobs} needs SEP 1.3 or 1.4 (its C library is '
-               f'called directly), found sep {sep.__version__}; computing '
-               'the background in one call')
+    if n_jobs > 1 and not strips.usable():
+        why = (f'sep {sep.__version__} failed its self-check'
+               if strips.AVAILABLE else
+               f'needs a SEP version tested with ezbkg-ccd '
+               f'({", ".join(TESTED_VERSIONS)}), found sep {sep.__version__}')
+        msg = (f'n_jobs={n_jobs}: threaded strips {why}; computing the '
+               'background in one call')
         warnings.warn(msg, AstropyUserWarning, stacklevel=2)
         n_jobs = 1
     if n_jobs > 1:

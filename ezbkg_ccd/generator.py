@@ -11,12 +11,34 @@ from astropy.nddata import CCDData
 from astropy.utils.decorators import deprecated
 
 from ezbkg_ccd.paths import fill_savedir, fits_stem
-from ezbkg_ccd.persistence import write_with_background
-from ezbkg_ccd.provenance import KEYWORDS, set_card
+from ezbkg_ccd.persistence import recorded_target, write_with_background
+from ezbkg_ccd.provenance import record_target
 from ezbkg_ccd.science_image import ScienceImage
 from ezbkg_ccd.steps import _estimate, estimate_background, subtract_background
 
 __all__ = ['BackgroundGenerator']
+
+
+def _refuse_other_image(path, image):
+    """
+    Raise unless ``path`` is free or holds a product of ``image`` itself.
+
+    Sanitised template folders are many-to-one ('M 51' and 'M_51' give
+    one folder) and frames of one name come from many nights: a file made
+    from another image (its ``TGTPATH``) is never replaced, overwrite or
+    not.
+    """
+    if not path.exists():
+        return
+    recorded = recorded_target(path)
+    if recorded is not None and os.path.realpath(recorded) != os.path.realpath(
+            image.path):
+        msg = (f'{str(path)!r} holds the product of another image, '
+               f'{recorded!r}, not of {str(image.path)!r}: their output '
+               'names collide (same file name, or header values that give '
+               'one save folder); not replaced. Use another output_root or '
+               'savedir_template')
+        raise FileExistsError(msg)
 
 
 def _as_science_image(target_img):
@@ -100,14 +122,14 @@ class BackgroundGenerator:
         background.load()
         background.path = self._output_path(image, '.bkg.fits')
         if image.path is not None:
-            set_card(background.header, 'TGTPATH', str(image.path),
-                     KEYWORDS['TGTPATH'])
+            record_target(background.header, image.path)
         image.link_background(background)
         if save:
             if background.path is None:
                 msg = ('save=True needs a file-backed target_img (a path or '
                        'ScienceImage) or BackgroundGenerator(output_root=...)')
                 raise ValueError(msg)
+            _refuse_other_image(background.path, image)
             background.path.parent.mkdir(parents=True, exist_ok=True)
             background.write(overwrite=overwrite)
         if visualize or save_fig:
@@ -236,12 +258,15 @@ class BackgroundGenerator:
         image = _as_science_image(target_img)
         if target_bkg is None:
             target_bkg = estimate_background(image.ccd)
+            if image.path is not None:
+                record_target(target_bkg.header, image.path)
         result = subtract_background(image.ccd, target_bkg)
         path = self._output_path(image, '_bkgsub.fits')
         if save:
             if path is None:
                 msg = 'save=True needs a file-backed target_img'
                 raise ValueError(msg)
+            _refuse_other_image(path, image)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_with_background(result, target_bkg, path,
                                   overwrite=overwrite)

@@ -24,7 +24,7 @@ MAX_COMPONENT_LENGTH = 64
 
 #: File-name endings taken off a FITS file's name to name what derives
 #: from it (``.gz`` first, so ``.fits.gz`` goes whole).
-FITS_ENDINGS = ('.gz', '.fits', '.fit', '.fts')
+FITS_ENDINGS = ('.gz', '.fz', '.fits', '.fit', '.fts')
 
 _UNSAFE = re.compile(r'[^A-Za-z0-9._+-]+')
 _KEYWORD = re.compile(r'[A-Za-z][A-Za-z0-9_-]{0,69}')

@@ -3,7 +3,12 @@
 `ScienceImage`: a thin, file-backed image for the ezphot-style workflow.
 """
 
+import os
+import warnings
 from pathlib import Path
+
+from astropy.nddata import CCDData
+from astropy.utils.exceptions import AstropyUserWarning
 
 from ezbkg_ccd._inputs import as_ccddata
 from ezbkg_ccd._reader import read_ccddata
@@ -35,7 +40,9 @@ class ScienceImage:
         Smallest zeroed region in `invalidmask` (default 100 pixels).
     ccd : `~astropy.nddata.CCDData` or array_like, optional
         The image already in memory; ``path`` is then where it is (or
-        will be) stored and may be `None` or not exist yet.
+        will be) stored and may be `None` or not exist yet. Its data are
+        shared, its ``meta`` is copied (linking a background records
+        ``BKGPATH`` there, never in the caller's header).
 
     Raises
     ------
@@ -62,7 +69,7 @@ class ScienceImage:
         self.hdu = hdu
         self.saturation = saturation
         self.zero_area = zero_area
-        self._ccd = None if ccd is None else as_ccddata(ccd)
+        self._ccd = None if ccd is None else _own_meta(as_ccddata(ccd))
         self._invalidmask = None
         self._sourcemask = None
         self._background = None
@@ -109,25 +116,73 @@ class ScienceImage:
         return self.path.with_name(f'{fits_stem(self.path)}.bkg.fits')
 
     def link_background(self, background):
-        """Link ``background`` to this image and record ``BKGPATH``."""
+        """
+        Link ``background`` to this image and record ``BKGPATH``.
+
+        The path is recorded relative to the image's folder when the
+        background file is inside it.
+        """
         self._background = background
         if background.path is not None:
-            self.header['BKGPATH'] = str(background.path)
+            path = Path(background.path)
+            if self.path is not None and path.resolve().is_relative_to(
+                    self.path.parent.resolve()):
+                path = Path(os.path.relpath(path.resolve(),
+                                            self.path.parent.resolve()))
+            self.header['BKGPATH'] = str(path)
+
+    def _recorded_bkgpath(self):
+        """
+        The file ``BKGPATH`` names, if it is safe to open, else `None`.
+
+        A header is untrusted input: a relative path is resolved against
+        the image's folder (never the working directory), and a path that
+        leads out of that folder is ignored with a warning.
+        """
+        value = self.header.get('BKGPATH')
+        if value is None or self.path is None:
+            return None
+        folder = self.path.parent.resolve()
+        candidate = (folder / str(value)).resolve()
+        if not candidate.is_relative_to(folder):
+            msg = (f'BKGPATH {value!r} in the header of {str(self.path)!r} '
+                   f'leads out of the image folder {str(folder)!r}; ignored '
+                   '(a header never makes ezbkg-ccd open or delete files '
+                   'elsewhere)')
+            warnings.warn(msg, AstropyUserWarning, stacklevel=3)
+            return None
+        return candidate
 
     @property
     def bkgmap(self):
         """
         The linked `~ezbkg_ccd.Background` once written, else `None`.
 
-        Looks at the linked background, then at ``BKGPATH`` in the header
-        and the default `bkgpath`, and returns the first whose file exists.
+        Looks at the linked background, then at the file ``BKGPATH``
+        names in the image's folder, then at the default `bkgpath`, and
+        returns the first whose file exists. A background found through
+        ``BKGPATH`` can be read but not removed: ezbkg-ccd never deletes
+        a file because a header names it.
         """
         if self._background is not None and self._background.is_exists:
             return self._background
-        for candidate in (self.header.get('BKGPATH'), self.bkgpath):
-            if candidate is not None and Path(candidate).is_file():
-                self._background = read_background(candidate)
-                return self._background
+        recorded = self._recorded_bkgpath()
+        default = None if self.bkgpath is None else self.bkgpath.resolve()
+        for candidate in (recorded, default):
+            if candidate is None or not candidate.is_file():
+                continue
+            try:
+                background = read_background(candidate)
+            except (OSError, ValueError) as exc:
+                if candidate == default:
+                    raise
+                msg = (f'BKGPATH in the header of {str(self.path)!r} names '
+                       f'no readable background ({exc}); ignored')
+                warnings.warn(msg, AstropyUserWarning, stacklevel=2)
+                continue
+            background.removable = candidate == default
+            self._background = background
+            return background
         return None
 
     def calculate_bkg(self, *, generator=None, **options):
@@ -145,3 +200,10 @@ class ScienceImage:
 
     def __repr__(self):
         return f'ScienceImage(path={self.path})'
+
+
+def _own_meta(ccd):
+    """``ccd`` sharing its data, with a copy of its ``meta``."""
+    return CCDData(ccd.data, unit=ccd.unit, mask=ccd.mask,
+                   uncertainty=ccd.uncertainty, wcs=ccd.wcs,
+                   meta=ccd.meta.copy(), copy=False)

@@ -16,7 +16,7 @@ from ezbkg_ccd._inputs import (
     as_ccddata,
     as_mask,
     as_pair,
-    range_exponent,
+    range_scaling,
     sep_sentinels,
     work_dtype,
     working_copy,
@@ -133,6 +133,10 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
     rejection = _as_rejection(reject_skewed)
     work = working_copy(ccd.data)
     invalid, invalid_sources = _invalid_pixels(ccd, work, mask)
+    exponent, overflow = range_scaling(work, invalid)
+    if overflow is not None:
+        invalid |= overflow
+        invalid_sources.append('overflow')
     source_kind = 'user'
     if isinstance(source_mask, str):
         if source_mask != 'auto':
@@ -154,7 +158,6 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
         msg = ('ccd has no valid pixels: every pixel is masked, non-finite '
                "or at or below -1e30 (SEP's marker of missing data)")
         raise ValueError(msg)
-    exponent = range_exponent(work, invalid)
     if exponent:
         work = np.ldexp(work, exponent)
     rejected = None

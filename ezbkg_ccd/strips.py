@@ -21,9 +21,11 @@ Only step 2 repeats work, by ``filter_size // 2`` mesh rows per side
 unless bad meshes need more.
 """
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import sep
 
 from ezbkg_ccd._coverage import well_covered
 from ezbkg_ccd._sep_c import (
@@ -33,7 +35,7 @@ from ezbkg_ccd._sep_c import (
     spline_second_derivatives,
 )
 
-__all__ = ['AVAILABLE', 'sep_strips', 'mesh_bands', 'rows_read']
+__all__ = ['AVAILABLE', 'sep_strips', 'mesh_bands', 'rows_read', 'usable']
 
 #: Usable pixels are those SEP uses: unmasked and above this value (NaN
 #: is not).
@@ -220,3 +222,43 @@ def sep_strips(data, mask, *, n_jobs, bw, bh, fw, fh, fthresh):
                 back=back, rms=rms, bw=bw, bh=bh), bands):
             pass  # re-raises a strip's exception here
     return (back, rms, *_global_levels(back_grid, sigma_grid))
+
+
+@functools.cache
+def usable():
+    """
+    Whether strips can be used with the installed SEP.
+
+    The C library must be bound (`AVAILABLE`: a SEP version whose struct
+    layouts were checked), and on first use a self-check must pass: on a
+    small frame with a NaN block, a sentinel pixel, a mask and a
+    non-square mesh grid, two strips must give `sep.Background`'s maps
+    and global values bit for bit. Any error or difference (a layout that
+    changed in a patch release, say) makes this `False`, once per
+    process.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd.strips import usable
+    >>> usable()
+    True
+    """
+    if not AVAILABLE:
+        return False
+    data = np.random.default_rng(0).normal(10.0, 1.0, (96, 80))
+    data = data.astype(np.float32)
+    data[20:40, 8:30] = np.nan
+    data[70, 5] = -1e31
+    mask = np.zeros(data.shape, bool)
+    mask[50:60, 40:75] = True
+    options = {'bw': 16, 'bh': 16, 'fw': 3, 'fh': 3, 'fthresh': 0.0}
+    try:
+        back, rms, global_back, global_rms = sep_strips(
+            data, mask, n_jobs=2, **options)
+    except (RuntimeError, ValueError, TypeError):
+        return False
+    single = sep.Background(data, mask=mask, **options)
+    return bool(np.array_equal(back, single.back())
+                and np.array_equal(rms, single.rms())
+                and global_back == single.globalback
+                and global_rms == single.globalrms)

@@ -69,7 +69,7 @@ class TestCommandLine:
                         '-o', 'out', '--box-size', '32', '--jobs', '2',
                         '--plot', cwd=tmp_path)
         assert process.returncode == 1
-        assert '4 done, 0 skipped (output exists), 1 failed' in process.stdout
+        assert '4 done, 0 skipped, 1 failed' in process.stdout
         assert 'FAILED' in process.stderr and 'broken.fits' in process.stderr
         ccd, bkg = read_with_background(tmp_path / 'out' / 'raw_bkgsub.fits')
         assert bkg.method == 'sep' and bkg.box_size == (32, 32)

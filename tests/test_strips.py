@@ -19,6 +19,14 @@ from ezbkg_ccd.strips import mesh_bands
 
 
 @pytest.fixture
+def fresh_self_check():
+    """The strips' self-check runs again in this test and after it."""
+    strips.usable.cache_clear()
+    yield
+    strips.usable.cache_clear()
+
+
+@pytest.fixture
 def wavy_sky():
     """A 1024x1024 sky with large-scale structure, NaNs and a masked patch."""
     rng = np.random.default_rng(11)
@@ -142,12 +150,14 @@ def test_strip_failure_is_raised(wavy_sky, monkeypatch):
         estimate_background(wavy_sky[0], box_size=32, n_jobs=2)
 
 
+@pytest.mark.usefixtures('fresh_self_check')
 def test_unbound_sep_falls_back_to_one_call(wavy_sky, monkeypatch):
     """Without SEP's C library, n_jobs warns and gives the single-call map."""
     data, mask = wavy_sky
     single = estimate_background(data, mask=mask, box_size=32)
     monkeypatch.setattr(strips, 'AVAILABLE', False)
-    with pytest.warns(AstropyUserWarning, match='n_jobs=2 needs SEP 1.3 or 1.4'):
+    with pytest.warns(AstropyUserWarning, match='n_jobs=2: threaded strips '
+                      'needs a SEP version tested'):
         fallback = estimate_background(data, mask=mask, box_size=32, n_jobs=2)
     assert np.array_equal(fallback.data, single.data)
     assert fallback.global_back == single.global_back
@@ -160,15 +170,11 @@ class TestSepC:
         """The installed SEP (pinned >= 1.4) is bound."""
         assert _sep_c.AVAILABLE
 
-    @pytest.mark.parametrize(('version', 'expected'), [
-        ('1.4.1', (1, 4)), ('1.4.2.dev0', (1, 4)), ('2', None), ('x.y', None)])
-    def test_version(self, version, expected):
-        """Versions parse to (major, minor) or None."""
-        assert _sep_c._version(version) == expected
-
-    def test_unknown_version_not_bound(self):
-        """A SEP version with an unknown layout is not bound."""
-        module = types.SimpleNamespace(__version__='1.5.0', __file__=sep.__file__)
+    @pytest.mark.parametrize('version', ['1.5.0', '1.4.2', '1.4.1.dev3',
+                                         '1.3.0', '2.0.0'])
+    def test_untested_version_not_bound(self, version):
+        """Only the exact releases tested are bound, not a patch release."""
+        module = types.SimpleNamespace(__version__=version, __file__=sep.__file__)
         assert _sep_c._bind(module) is None
 
     def test_grids_rebuild_sep_maps(self, wavy_sky):
@@ -231,3 +237,59 @@ def test_subtract_background_in_strips(wavy_sky):
     difference = np.abs(parallel.data - single.data)[~single.mask]
     assert difference.max() < 1e-4 * single.header['BKGSIG']
     assert np.array_equal(parallel.mask, single.mask)
+
+
+@pytest.mark.usefixtures('fresh_self_check')
+class TestSelfCheck:
+    """The binding's checks catch a SEP whose C structures changed."""
+
+    @staticmethod
+    def _shifted_grid(monkeypatch):
+        """SEP's sep_background, reporting one mesh column too many, as a
+        changed struct layout would."""
+        real = _sep_c._LIBRARY.sep_background
+
+        def shifted(image, bw, bh, fw, fh, fthresh, background):
+            status = real(image, bw, bh, fw, fh, fthresh, background)
+            background._obj.contents.nx += 1
+            return status
+
+        monkeypatch.setattr(_sep_c._LIBRARY, 'sep_background', shifted)
+
+    def test_layout_check(self, monkeypatch):
+        """A grid whose size disagrees with the image is refused."""
+        self._shifted_grid(monkeypatch)
+        data = np.ones((96, 80), np.float32)
+        with pytest.raises(RuntimeError, match='unexpected layout'):
+            filtered_meshes(data, None, rows=slice(0, 96), bw=16, bh=16,
+                            fw=3, fh=3, fthresh=0.0)
+
+    def test_failed_self_check_falls_back(self, wavy_sky, monkeypatch):
+        """With the check failing, strips are not used: a warning and the
+        single call's maps."""
+        data, mask = wavy_sky
+        single = estimate_background(data, mask=mask, box_size=32)
+        self._shifted_grid(monkeypatch)
+        assert strips.AVAILABLE and not strips.usable()
+        with pytest.warns(AstropyUserWarning,
+                          match=f'sep {sep.__version__} failed its self-check'):
+            fallback = estimate_background(data, mask=mask, box_size=32,
+                                           n_jobs=2)
+        assert np.array_equal(fallback.data, single.data)
+
+    def test_different_maps_fail(self, monkeypatch):
+        """Maps that differ from sep.Background in one bit fail it."""
+        real = strips.sep_strips
+
+        def off_by_one_bit(*args, **kwargs):
+            back, rms, global_back, global_rms = real(*args, **kwargs)
+            back[0, 0] = np.nextafter(back[0, 0], np.float32(np.inf))
+            return back, rms, global_back, global_rms
+
+        monkeypatch.setattr(strips, 'sep_strips', off_by_one_bit)
+        assert not strips.usable()
+
+    def test_passes_with_installed_sep(self):
+        """The installed SEP passes (it is one of the tested versions)."""
+        assert sep.__version__ in _sep_c.TESTED_VERSIONS
+        assert strips.usable()

@@ -77,7 +77,7 @@ def test_seed_workflow(science_path, capsys):
     assert isinstance(sep_bkg, sep.Background)
     assert bkg.path == science_path.with_name('science.bkg.fits')
     assert bkg.is_exists and bkg.is_saved
-    assert sci.header['BKGPATH'] == str(bkg.path)
+    assert sci.header['BKGPATH'] == 'science.bkg.fits'
     assert bkg.header['TGTPATH'] == str(science_path)
     assert bkg.header['BKGSRCM'] == 'user' and bkg.header['BKGNSRC'] > 0
     assert isinstance(subtracted, ScienceImage)
