@@ -35,7 +35,7 @@ _MESSAGE_BYTES = 512
 
 
 class _Image(ctypes.Structure):
-    """SEP's ``sep_image`` (sep.h, SEP 1.3 and 1.4)."""
+    """SEP's ``sep_image`` (sep.h of SEP 1.4.0 and 1.4.1)."""
 
     _fields_ = [('data', ctypes.c_void_p), ('noise', ctypes.c_void_p),
                 ('mask', ctypes.c_void_p), ('segmap', ctypes.c_void_p),
@@ -49,7 +49,7 @@ class _Image(ctypes.Structure):
 
 
 class _Background(ctypes.Structure):
-    """SEP's ``sep_bkg`` (sep.h, SEP 1.3 and 1.4)."""
+    """SEP's ``sep_bkg`` (sep.h of SEP 1.4.0 and 1.4.1)."""
 
     _fields_ = [('w', ctypes.c_int64), ('h', ctypes.c_int64),
                 ('bw', ctypes.c_int64), ('bh', ctypes.c_int64),

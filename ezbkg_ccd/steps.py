@@ -9,6 +9,7 @@ from numbers import Real
 
 import astropy.units as u
 import numpy as np
+from astropy.io import fits
 from astropy.nddata import CCDData
 
 from ezbkg_ccd._header_log import log_entries, set_keyword
@@ -325,8 +326,9 @@ def subtract_background(ccd, background=None, *, gain=None,
         ``uncertainty`` is the input's (same type) combined in quadrature
         with the background model error, or, without one, built from the
         background RMS, the model error and the Poisson term; ``meta``
-        is a copy with ``BKGSUB = True``, the provenance keywords and
-        the call logged; ``wcs`` is kept.
+        is a copy (a `~astropy.io.fits.Header` when ``ccd`` had none)
+        with ``BKGSUB = True``, the provenance keywords and the call
+        logged, replaced cards kept as ``HISTORY``; ``wcs`` is kept.
 
     Raises
     ------
@@ -394,7 +396,7 @@ def subtract_background(ccd, background=None, *, gain=None,
     mask = _output_mask(ccd, background, residual, estimated)
     uncertainty = subtracted_uncertainty(ccd, residual, background, gain=gain,
                                          private=estimated)
-    meta = ccd.meta.copy()
+    meta = ccd.meta.copy() if ccd.meta else fits.Header()
     for key in background.header:
         if key != 'BUNIT':
             set_keyword(meta, key, background.header[key],
