@@ -6,7 +6,9 @@ Safe FITS file access: clear errors on read, atomic writes.
 import contextlib
 import errno
 import os
+import re
 import secrets
+import socket
 import warnings
 from pathlib import Path
 
@@ -63,18 +65,28 @@ def check_writable(path, *, overwrite=False):
         raise FileNotFoundError(msg)
 
 
+#: This machine's name as it appears in temporary file names.
+_HOST = re.sub(r'[^A-Za-z0-9-]+', '-', socket.gethostname())[:32] or 'host'
+
+#: ``.<name>.<host>.<pid>.<random>.tmp<suffixes>``
+_TEMPORARY = re.compile(r'\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.'
+                        r'(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(\..*)?')
+
+
 def _temporary_file(path):
     """
     Create a new, empty temporary file beside ``path``; return its path.
 
-    Its name, ``.<name>.<pid>.<random>.tmp<suffixes>``, keeps the target's
-    suffixes (so ``.fits.gz`` is compressed and a figure's format is
-    known). It is created exclusively with mode 0666, which the process
-    umask reduces as for any new file, without touching the umask.
+    Its name, ``.<name>.<host>.<pid>.<random>.tmp<suffixes>``, keeps the
+    target's suffixes (so ``.fits.gz`` is compressed and a figure's
+    format is known) and says which process wrote it
+    (`remove_stale_temporaries`). It is created exclusively with mode
+    0666, which the process umask reduces as for any new file, without
+    touching the umask.
     """
     suffix = ''.join(path.suffixes[-2:]) or '.fits'
     for _ in range(100):
-        temporary = path.with_name(f'.{path.stem}.{os.getpid()}.'
+        temporary = path.with_name(f'.{path.stem}.{_HOST}.{os.getpid()}.'
                                    f'{secrets.token_hex(4)}.tmp{suffix}')
         try:
             handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
@@ -88,6 +100,45 @@ def _temporary_file(path):
         return temporary
     msg = f'cannot write {str(path)!r}: no free temporary name'
     raise FileExistsError(errno.EEXIST, msg)
+
+
+def _alive(pid):
+    """Whether a process ``pid`` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """
+    Remove the temporary files in ``folder`` that a writer on this
+    machine left when it died (killed, or its pool broken mid-write).
+
+    Only files named as `_temporary_file` names them, by this host, by a
+    process that no longer runs, are removed; writers on other machines
+    sharing the folder are left alone.
+
+    Returns
+    -------
+    removed : list of `~pathlib.Path`
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if (match and match['host'] == _HOST and entry.is_file()
+                and not _alive(int(match['pid']))):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 def _publish(temporary, path, overwrite):

@@ -25,6 +25,10 @@ def _differs(old, new):
         return True
 
 
+def _history(meta, key, old):
+    meta.add_history(f'ezbkg-ccd replaced {key} = {old!r}')
+
+
 def set_keyword(meta, key, value, comment):
     """
     Set ``key`` in ``meta`` without silently losing what it held.
@@ -54,16 +58,44 @@ def set_keyword(meta, key, value, comment):
             warnings.warn(msg, AstropyUserWarning, stacklevel=3)
         meta[key] = value
         return
+    replaced = [old for old in _remove(meta, key) if _differs(old, value)]
+    set_card(meta, key, value, comment)
+    for old in replaced:
+        _history(meta, key, old)
+
+
+def _remove(meta, key):
+    """Remove every ``key`` card of a header; return their values."""
     name = key.upper()
     indices = [index for index, card in enumerate(meta.cards)
                if card.keyword.upper() == name]
-    replaced = [meta[index] for index in indices
-                if _differs(meta[index], value)]
-    for index in reversed(indices[1:]):
+    values = [meta[index] for index in indices]
+    for index in reversed(indices):
         del meta[index]
-    set_card(meta, key, value, comment)
-    for old in replaced:
-        meta.add_history(f'ezbkg-ccd replaced {key} = {old!r}')
+    return values
+
+
+def drop_keyword(meta, key):
+    """
+    Remove ``key`` from ``meta``, keeping its value as in `set_keyword`.
+
+    Examples
+    --------
+    >>> from astropy.io import fits
+    >>> from ezbkg_ccd._header_log import drop_keyword
+    >>> header = fits.Header([('TGTPATH', '/old/frame.fits')])
+    >>> drop_keyword(header, 'TGTPATH')
+    >>> 'TGTPATH' in header, list(header['HISTORY'])
+    (False, ["ezbkg-ccd replaced TGTPATH = '/old/frame.fits'"])
+    """
+    if not isinstance(meta, fits.Header):
+        if key in meta:
+            msg = f'ccd.meta[{key!r}] = {meta[key]!r} is removed'
+            warnings.warn(msg, AstropyUserWarning, stacklevel=3)
+            del meta[key]
+        return
+    for old in _remove(meta, key):
+        _history(meta, key, old)
 
 
 def _placeholder(value):

@@ -105,8 +105,13 @@ def as_mask(mask, *, name, shape):
 
 
 def work_dtype(dtype):
-    """Float dtype in which SEP works: float64 stays, all else is float32."""
-    wide = dtype.kind == 'f' and dtype.itemsize >= 8
+    """
+    Float dtype in which SEP works: float64 for float64 data and for
+    integers wider than 16 bits (which float32 cannot hold exactly),
+    float32 for everything else.
+    """
+    wide = dtype.itemsize >= 8 if dtype.kind == 'f' else (
+        dtype.kind in 'iu' and dtype.itemsize >= 4)
     return np.dtype(np.float64 if wide else np.float32)
 
 
@@ -117,86 +122,3 @@ def working_copy(data):
     No copy is made when ``data`` already is one (float32 or float64).
     """
     return np.ascontiguousarray(data, dtype=work_dtype(data.dtype))
-
-
-#: SExtractor's and SEP's marker of missing data: a pixel at or below this
-#: value (compared in float32, as SEP does) is never used.
-SEP_INVALID_BELOW = np.float32(-1e30)
-
-#: Data whose largest valid magnitude lies outside ``[2**-100, 2**100]``
-#: are rescaled by a power of two before estimation: SEP works in float32,
-#: in which larger values overflow to inf and smaller ones lose precision.
-_SAFE_EXPONENTS = (-100, 100)
-
-#: After rescaling, a pixel above this magnitude cannot be used (float32
-#: holds up to about 2**128).
-_FLOAT32_USABLE = 2.0**127
-
-
-def sep_sentinels(work):
-    """
-    Pixels SEP never uses as data: at or below `SEP_INVALID_BELOW`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from ezbkg_ccd._inputs import sep_sentinels
-    >>> sep_sentinels(np.array([[-1e31, -1e29, np.nan]]))
-    array([[ True, False, False]])
-    """
-    return work <= work.dtype.type(SEP_INVALID_BELOW)
-
-
-def range_scaling(work, invalid):
-    """
-    The power of two that brings ``work`` into the range SEP handles.
-
-    Most frames need none: ``(0, None)`` is returned when the largest
-    valid magnitude is within ``[2**-100, 2**100]`` (or all are 0).
-    Otherwise ``work * 2**k`` brings the median valid magnitude near 1
-    (scaling by a power of two is exact, so ``2**-k`` times the estimate
-    of the scaled data is the estimate of the data), and the valid pixels
-    that would still exceed the float32 range, a few 1e300 pixels in a
-    sky of 100, say, cannot be used.
-
-    Parameters
-    ----------
-    work : `~numpy.ndarray`
-        Float image.
-    invalid : `~numpy.ndarray` of bool
-        Pixels already known to be unusable.
-
-    Returns
-    -------
-    exponent : int
-        ``k``.
-    overflow : `~numpy.ndarray` of bool or None
-        The valid pixels beyond float32 range after scaling, if any.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from ezbkg_ccd._inputs import range_scaling
-    >>> valid = np.zeros((1, 3), bool)
-    >>> range_scaling(np.array([[1e-3, 2.0, -5.0]]), valid)
-    (0, None)
-    >>> range_scaling(np.array([[1e300, 3e300, -2e300]]), valid)[0]
-    -998
-    >>> range_scaling(np.array([[100.0, 90.0, 1e300]]), valid)
-    (-7, array([[False, False,  True]]))
-    """
-    valid = ~invalid
-    if not valid.any():
-        return 0, None
-    largest = max(abs(float(work.max(where=valid, initial=-np.inf))),
-                  abs(float(work.min(where=valid, initial=np.inf))))
-    if largest == 0 or (_SAFE_EXPONENTS[0] <= int(np.frexp(largest)[1])
-                        <= _SAFE_EXPONENTS[1]):
-        return 0, None
-    typical = float(np.median(np.abs(work[valid], dtype=np.float64)))
-    exponent = -int(np.frexp(typical or largest)[1])
-    with np.errstate(over='ignore'):
-        limit = np.float64(np.ldexp(_FLOAT32_USABLE, -exponent))
-    overflow = np.abs(work) > limit
-    overflow &= valid
-    return exponent, overflow if overflow.any() else None

@@ -72,9 +72,15 @@ def image_index(hdulist, hdu, path):
     except (KeyError, IndexError) as exc:
         msg = f'{str(path)!r} has no HDU {hdu!r}'
         raise ValueError(msg) from exc
-    if not (hdulist[index].is_image and hdulist[index].size):
-        msg = (f'HDU {hdu!r} of {str(path)!r} is a '
-               f'{type(hdulist[index]).__name__} without image data')
+    item = hdulist[index]
+    if not (item.is_image and item.size):
+        msg = (f'HDU {hdu!r} of {str(path)!r} is a {type(item).__name__} '
+               'without image data')
+        raise ValueError(msg)
+    if item.name in AUXILIARY_HDUS:
+        msg = (f'HDU {hdu!r} of {str(path)!r} is the {item.name} of an image, '
+               f'not an image to process; the images are HDUs '
+               f'{image_hdus(hdulist)}')
         raise ValueError(msg)
     return index
 
@@ -84,7 +90,9 @@ def _unit(header, unit, path):
     text = str(header.get('BUNIT', '')).strip()
     if unit is not None or not text:
         return u.adu if unit is None else unit
-    text = CCDData.known_invalid_fits_unit_strings.get(text, text)
+    known = CCDData.known_invalid_fits_unit_strings  # 'ELECTRONS/S', ...
+    if text in known:
+        return u.Unit(known[text])
     try:
         return u.Unit('adu' if text.lower() == 'adu' else text)
     except ValueError as exc:
@@ -98,15 +106,30 @@ def _native(data):
     return np.array(data, dtype=data.dtype.newbyteorder('='))
 
 
-def _companions(hdulist, extver):
+def _companion(hdulist, name, extver, shape, path):
+    """The data of HDU ``(name, extver)``, `None` without one; an error
+    naming the file if it does not fit the image."""
+    if (name, extver) not in hdulist:
+        return None
+    data = hdulist[name, extver].data
+    if data is None or data.shape != shape:
+        found = None if data is None else data.shape
+        msg = (f'the {name} HDU (EXTVER {extver}) of {str(path)!r} has shape '
+               f'{found}, but its image has shape {shape}')
+        raise ValueError(msg)
+    return data
+
+
+def _companions(hdulist, extver, shape, path):
     """The ``MASK`` and uncertainty of the image of version ``extver``."""
-    mask = uncertainty = None
-    if ('MASK', extver) in hdulist:
-        mask = np.asarray(hdulist['MASK', extver].data).astype(bool)
-    if ('UNCERT', extver) in hdulist:
-        item = hdulist['UNCERT', extver]
-        kind = _UNCERTAINTIES.get(item.header.get('UTYPE'), StdDevUncertainty)
-        uncertainty = kind(_native(item.data), copy=False)
+    mask = _companion(hdulist, 'MASK', extver, shape, path)
+    if mask is not None:
+        mask = mask.astype(bool)
+    uncertainty = _companion(hdulist, 'UNCERT', extver, shape, path)
+    if uncertainty is not None:
+        kind = _UNCERTAINTIES.get(hdulist['UNCERT', extver].header.get('UTYPE'),
+                                  StdDevUncertainty)
+        uncertainty = kind(_native(uncertainty), copy=False)
     return mask, uncertainty
 
 
@@ -129,8 +152,9 @@ def read_ccddata(path, *, hdu=None, unit=None):
     FileNotFoundError, OSError
         If the file is missing or not readable FITS.
     ValueError
-        If it has no such HDU, that HDU holds no image, or its ``BUNIT``
-        is not a unit.
+        If it has no such HDU, that HDU holds no image (or is a ``MASK``,
+        ``UNCERT``, ``BKG`` or ``BKGRMS``), its ``MASK`` or ``UNCERT``
+        does not fit it, or its ``BUNIT`` is not a unit.
     """
     source = repr(str(path))
     with open_fits(path) as hdulist:
@@ -141,7 +165,7 @@ def read_ccddata(path, *, hdu=None, unit=None):
             header.extend(hdulist[0].header, unique=True)
         data = _native(item.data)
         extver = item.header.get('EXTVER', 1) if index else 1
-        mask, uncertainty = _companions(hdulist, extver)
+        mask, uncertainty = _companions(hdulist, extver, data.shape, path)
     header = writable_header(without_unsafe_distortion(header, source=source),
                              source=source)
     header, wcs = _generate_wcs_and_update_header(header)

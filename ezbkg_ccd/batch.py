@@ -21,7 +21,7 @@ from pathlib import Path
 
 from astropy.io import fits
 
-from ezbkg_ccd._fits import atomic_write, open_fits
+from ezbkg_ccd._fits import atomic_write, open_fits, remove_stale_temporaries
 from ezbkg_ccd._reader import image_hdus, read_ccddata
 from ezbkg_ccd._runners import run_dask, run_here, run_isolated
 from ezbkg_ccd._wcs import ccd_hdus
@@ -102,7 +102,8 @@ def _frames(path, settings):
     if not indices:
         msg = 'no 2-D image HDU'
         raise ValueError(msg)
-    frames = [(index, read_ccddata(path, hdu=index)) for index in indices]
+    frames = [(index, read_ccddata(path, hdu=index, unit=settings['unit']))
+              for index in indices]
     if (settings['mode'] == 'subtract' and not settings['resubtract']
             and any(is_subtracted(ccd.meta) for _, ccd in frames)):
         raise _Skip('already background-subtracted (BKGSUB = T); pass '
@@ -245,7 +246,7 @@ def _progress(total, enabled):
 
 def process_files(paths, *, output_dir, n_jobs=1, client=None,
                   mode='subtract', suffix=None, overwrite=False, hdu=None,
-                  all_hdus=False, resubtract=False, plot=False,
+                  all_hdus=False, unit=None, resubtract=False, plot=False,
                   progress=False, isolate=False, **options):
     """
     Estimate or subtract the background of many FITS files.
@@ -279,6 +280,9 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
         each input HDU told apart by ``EXTVER``; the ``MASK``,
         ``UNCERT``, ``BKG`` and ``BKGRMS`` HDUs of a processed file are
         not images to process.
+    unit : `~astropy.units.Unit` or str, optional
+        The data unit of every input, instead of its ``BUNIT`` (default:
+        ``BUNIT``, or ``adu`` without one).
     resubtract : bool, optional
         Subtract frames that are already background-subtracted
         (``BKGSUB = T``); by default they are skipped, as are background
@@ -336,8 +340,8 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     outputs = _outputs(inputs, output_dir, MODES[mode] if suffix is None
                        else suffix)
     settings = {'mode': mode, 'overwrite': overwrite, 'hdu': hdu,
-                'all_hdus': all_hdus, 'plot': plot, 'resubtract': resubtract,
-                'options': options}
+                'all_hdus': all_hdus, 'unit': unit, 'plot': plot,
+                'resubtract': resubtract, 'options': options}
     reports = [None] * len(inputs)
     tasks = []
     for position, (path, output) in enumerate(zip(inputs, outputs,
@@ -349,6 +353,7 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
                                           'earlier input of the same name'}
         else:
             tasks.append((position, path, output))
+    remove_stale_temporaries(output_dir)  # of an earlier, killed run
     work = functools.partial(process_one, settings=settings)
     if client is not None:
         finished = run_dask(tasks, work, client)
@@ -368,4 +373,5 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     if bar is not None:
         bar.update(len(inputs) - bar.n)
         bar.close()
+    remove_stale_temporaries(output_dir)  # of workers that died in this run
     return [FileReport(**report) for report in reports]

@@ -11,6 +11,9 @@ import argparse
 import logging
 import os
 import sys
+import warnings
+
+import astropy.units as u
 
 from ezbkg_ccd import __version__
 from ezbkg_ccd.batch import MODES, OUTPUT_EXISTS, process_files
@@ -35,12 +38,28 @@ def _method(value):
     return value
 
 
-def _positive(value):
-    number = int(value)
-    if number < 1:
-        msg = f'must be a positive integer, got {value}'
+def _positive(value, *, odd=False):
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1 or (odd and not number % 2):
+        kind = 'an odd positive integer' if odd else 'a positive integer'
+        msg = f'must be {kind}, got {value}'
         raise argparse.ArgumentTypeError(msg)
     return number
+
+
+def _odd(value):
+    return _positive(value, odd=True)
+
+
+def _unit(value):
+    try:
+        return u.Unit(value)
+    except ValueError:
+        msg = f'{value!r} is not a unit astropy knows'
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _batch(arguments):
@@ -56,6 +75,7 @@ def _batch(arguments):
         mode=arguments.command, suffix=arguments.suffix,
         overwrite=arguments.overwrite, hdu=arguments.hdu,
         all_hdus=arguments.all_hdus, resubtract=arguments.resubtract,
+        unit=arguments.unit,
         plot=arguments.plot, isolate=True,
         progress=not arguments.quiet and sys.stderr.isatty(), **options)
     counts = {status: sum(r.status == status for r in reports)
@@ -101,10 +121,13 @@ def _add_batch_parser(commands, name, help_text):
     parser.add_argument('--method', default='sep', type=_method,
                         help='estimator: sep, constant, photutils or a '
                              'registered name (default: sep)')
-    parser.add_argument('--box-size', type=int, default=64,
+    parser.add_argument('--box-size', type=_positive, default=64,
                         help='mesh size in pixels (default: 64)')
-    parser.add_argument('--filter-size', type=int, default=3,
-                        help='median filter size in meshes (default: 3)')
+    parser.add_argument('--filter-size', type=_odd, default=3,
+                        help='odd median filter size in meshes (default: 3)')
+    parser.add_argument('--unit', type=_unit, default=None,
+                        help="data unit, instead of the header's BUNIT "
+                             '(default: BUNIT, or adu without one)')
     parser.add_argument('--mask-sources', choices=['auto', 'none'],
                         default='none',
                         help='mask sources automatically (default: none)')
@@ -194,12 +217,19 @@ def main(argv=None):
     0
     """
     arguments = _parser().parse_args(argv)
-    level = (logging.INFO if arguments.verbose
-             else logging.ERROR if arguments.quiet else logging.WARNING)
-    logging.basicConfig(level=level, format='%(levelname)s: %(message)s')
-    logging.getLogger('ezbkg_ccd').setLevel(level)
+    # every frame as it finishes with -v; failures are in the summary
+    level = logging.INFO if arguments.verbose else logging.ERROR
+    logger = logging.getLogger('ezbkg_ccd')
+    handler = logging.StreamHandler(sys.stderr)  # one line per message
+    handler.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
+    logger.setLevel(level)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False  # printed once
     try:
-        return arguments.run(arguments)
+        with warnings.catch_warnings():
+            if arguments.quiet:
+                warnings.simplefilter('ignore')
+            return arguments.run(arguments)
     except (OSError, ValueError, TypeError) as exc:
         print(f'ezbkg: error: {exc}', file=sys.stderr)
         return 1
@@ -207,6 +237,9 @@ def main(argv=None):
         print('ezbkg: interrupted; finished outputs are complete, a rerun '
               'resumes', file=sys.stderr)
         return 130
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 if __name__ == '__main__':  # pragma: no cover

@@ -48,6 +48,32 @@ def _require_usable_mesh(mask, box_size):
     raise ValueError(msg)
 
 
+def _without_single_pixels(mask, box_size):
+    """
+    ``mask`` that also excludes every mesh of one pixel (a new array), or
+    ``mask`` itself if there is none.
+
+    An image one pixel wider than a multiple of the box has a last mesh
+    column one pixel wide; where that column meets a one-pixel mesh row
+    (the last row, or every row of one-pixel-high meshes), SEP's mesh of
+    a single pixel has no noise estimate and its map goes off by many
+    sigma around it. Excluded, the mesh is filled from its neighbours,
+    as any mesh with too few usable pixels.
+    """
+    height, width = mask.shape
+    if width % box_size[1] != 1:
+        return mask
+    if box_size[0] == 1:
+        rows = slice(None)
+    elif height % box_size[0] == 1:
+        rows = slice(height - 1, height)
+    else:
+        return mask
+    mask = mask.copy()
+    mask[rows, -1] = True
+    return mask
+
+
 def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
                   n_jobs=1, edge='spline'):
     """
@@ -57,7 +83,9 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
     ``2.5 median - 1.5 mean``; meshes with under half their pixels usable
     are filled from neighbours; a ``filter_size`` median filter over
     meshes (where the change exceeds ``filter_threshold``); a bicubic
-    spline to full resolution.
+    spline to full resolution. A mesh of a single pixel (in the corner
+    of an image one pixel taller and wider than a multiple of the box),
+    which SEP cannot estimate, is filled from its neighbours too.
 
     ``edge='adaptive'`` replaces the spline's extrapolation between the
     image edge and the outermost mesh centres, which amplifies mesh
@@ -87,6 +115,7 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
                f'(SEP cannot interpolate 1-pixel-wide meshes), got {box_size}')
         raise ValueError(msg)
     _require_usable_mesh(mask, box_size)
+    mask = _without_single_pixels(mask, box_size)
     if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
         msg = f'n_jobs must be a positive int, got {n_jobs!r}'
         raise ValueError(msg)

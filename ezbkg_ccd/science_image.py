@@ -31,8 +31,8 @@ class ScienceImage:
     ----------
     path : str or `~pathlib.Path`
         The FITS file.
-    hdu : int or str, optional
-        The image HDU (default 0).
+    hdu : int, str or (str, int), optional
+        The image HDU (default: the first HDU with image data).
     saturation : float, 'header' or None, optional
         Saturation level for `invalidmask` (default: from the header);
         see `~ezbkg_ccd.masks.invalid_pixel_mask`.
@@ -60,7 +60,7 @@ class ScienceImage:
     ((64, 64), None)
     """
 
-    def __init__(self, path, *, hdu=0, saturation='header', zero_area=100,
+    def __init__(self, path, *, hdu=None, saturation='header', zero_area=100,
                  ccd=None):
         self.path = None if path is None else Path(path)
         if ccd is None and (self.path is None or not self.path.is_file()):
@@ -124,11 +124,10 @@ class ScienceImage:
         """
         self._background = background
         if background.path is not None:
-            path = Path(background.path)
-            if self.path is not None and path.resolve().is_relative_to(
+            path = Path(background.path).resolve()
+            if self.path is not None and path.is_relative_to(
                     self.path.parent.resolve()):
-                path = Path(os.path.relpath(path.resolve(),
-                                            self.path.parent.resolve()))
+                path = Path(os.path.relpath(path, self.path.parent.resolve()))
             self.header['BKGPATH'] = str(path)
 
     def _recorded_bkgpath(self):
@@ -167,22 +166,27 @@ class ScienceImage:
         if self._background is not None and self._background.is_exists:
             return self._background
         recorded = self._recorded_bkgpath()
-        default = None if self.bkgpath is None else self.bkgpath.resolve()
-        for candidate in (recorded, default):
+        for candidate in (recorded, self.bkgpath):
             if candidate is None or not candidate.is_file():
                 continue
             try:
                 background = read_background(candidate)
             except (OSError, ValueError) as exc:
-                if candidate == default:
-                    raise
-                msg = (f'BKGPATH in the header of {str(self.path)!r} names '
-                       f'no readable background ({exc}); ignored')
-                warnings.warn(msg, AstropyUserWarning, stacklevel=2)
-                continue
-            background.removable = candidate == default
-            self._background = background
-            return background
+                problem = str(exc)
+            else:
+                if background.shape == self.data.shape:
+                    # the default name is this package's own; a header's
+                    # is not, and never steers a delete
+                    background.removable = candidate is not recorded
+                    self._background = background
+                    return background
+                problem = (f"shape {background.shape}, not the image's "
+                           f'{self.data.shape}')
+            which = ('BKGPATH in the header' if candidate is recorded
+                     else 'the default background file')
+            msg = (f'{which} of {str(self.path)!r}, {str(candidate)!r}, is no '
+                   f'background of this image ({problem}); ignored')
+            warnings.warn(msg, AstropyUserWarning, stacklevel=2)
         return None
 
     def calculate_bkg(self, *, generator=None, **options):

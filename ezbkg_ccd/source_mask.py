@@ -8,12 +8,8 @@ import sep
 from astropy.nddata import CCDData
 from scipy import ndimage
 
-from ezbkg_ccd._inputs import (
-    as_ccddata,
-    range_scaling,
-    sep_sentinels,
-    working_copy,
-)
+from ezbkg_ccd._conditioning import range_scaling
+from ezbkg_ccd._inputs import as_ccddata, working_copy
 from ezbkg_ccd.steps import estimate_background
 
 __all__ = ['make_source_mask', 'MAX_MASKED']
@@ -152,7 +148,7 @@ def make_source_mask(ccd, *, mask=None, threshold=1.5, min_area=5,
             msg = f'{name} must be an int >= {low}, got {value!r}'
             raise ValueError(msg)
     data = working_copy(ccd.data)
-    exponent, _ = range_scaling(data, ~np.isfinite(data) | sep_sentinels(data))
+    exponent, _ = range_scaling(data, ~np.isfinite(data))
     if exponent:  # SEP's detection works in float32: bring data in range
         data = np.ldexp(data, exponent)
         ccd = CCDData(data, unit=ccd.unit, mask=ccd.mask, copy=False)

@@ -3,7 +3,6 @@
 The ccdproc-style reduction steps: estimate and subtract the background.
 """
 
-import dataclasses
 import os
 from numbers import Real
 
@@ -12,20 +11,24 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ezbkg_ccd._header_log import log_entries, set_keyword
+from ezbkg_ccd._conditioning import condition, prepare, restore
+from ezbkg_ccd._header_log import drop_keyword, log_entries, set_keyword
 from ezbkg_ccd._inputs import (
     as_ccddata,
     as_mask,
     as_pair,
-    range_scaling,
-    sep_sentinels,
     work_dtype,
     working_copy,
 )
 from ezbkg_ccd._uncertainty import gain_in_electrons, subtracted_uncertainty
 from ezbkg_ccd.background import Background
 from ezbkg_ccd.meshes import skewed_meshes
-from ezbkg_ccd.provenance import options_text, provenance_header, record_target
+from ezbkg_ccd.provenance import (
+    KEYWORDS,
+    options_text,
+    provenance_header,
+    record_target,
+)
 from ezbkg_ccd.registry import get_estimator
 
 __all__ = ['estimate_background', 'subtract_background', 'is_subtracted']
@@ -45,65 +48,28 @@ def _as_threshold(value):
 
 
 def _invalid_pixels(ccd, work, mask):
-    """Return the invalid-pixel mask and the names of what made it."""
+    """
+    Return the invalid-pixel mask, the names of what made it and what
+    SEP needs done to ``work`` (`~ezbkg_ccd._conditioning.condition`).
+    """
     invalid = np.isfinite(work)
     np.logical_not(invalid, out=invalid)
     sources = ['nonfinite'] if invalid.any() else []
-    sentinels = sep_sentinels(work)
-    sentinels &= ~invalid  # -inf is non-finite, not a marker
-    if sentinels.any():
-        invalid |= sentinels
-        sources.append('sentinel')
     for name, extra in (('ccd.mask', ccd.mask), ('mask', mask)):
         extra = as_mask(extra, name=name, shape=work.shape)
         if extra is not None:
             invalid |= extra
             sources.append(name)
-    return invalid, sources
+    conditioning = condition(work, invalid)
+    for name, pixels in conditioning.problems.items():
+        invalid |= pixels
+        sources.append(name)
+    return invalid, sources, conditioning
 
 
 def _target(ccd):
     """The absolute file name of a path input, else `None`."""
     return os.path.abspath(ccd) if isinstance(ccd, (str, os.PathLike)) else None
-
-
-def _scaled_map(values, exponent):
-    """``values * 2**exponent`` (lazily for a callable), exact."""
-    if not exponent:
-        return values
-    if callable(values):
-        return lambda: np.ldexp(values(), exponent)
-    return np.ldexp(values, exponent)
-
-
-def _nonnegative(rms):
-    """
-    The RMS map with negative values set to 0 (lazily for a callable).
-
-    SEP's bicubic spline of the mesh RMS can dip below zero between
-    meshes of very different noise (a bright galaxy filling the frame,
-    tiny meshes); a noise level cannot be negative.
-    """
-    if callable(rms):
-        return lambda: _nonnegative(rms())
-    if np.fmin.reduce(rms, axis=None) < 0:  # NaN-blind, no temporary
-        return np.maximum(rms, 0)
-    return rms
-
-
-def _conditioned(estimate, exponent):
-    """
-    An estimate of data scaled by ``2**-exponent``, scaled back, with its
-    RMS map made non-negative.
-    """
-    changes = {'rms': _nonnegative(_scaled_map(estimate.rms, exponent))}
-    if exponent:
-        scale = 2.0 ** exponent
-        changes.update(background=_scaled_map(estimate.background, exponent),
-                       global_back=estimate.global_back * scale,
-                       global_rms=estimate.global_rms * scale,
-                       subtract_from=None)
-    return dataclasses.replace(estimate, **changes)
 
 
 def _as_rejection(value):
@@ -133,11 +99,7 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
     filter_threshold = _as_threshold(filter_threshold)
     rejection = _as_rejection(reject_skewed)
     work = working_copy(ccd.data)
-    invalid, invalid_sources = _invalid_pixels(ccd, work, mask)
-    exponent, overflow = range_scaling(work, invalid)
-    if overflow is not None:
-        invalid |= overflow
-        invalid_sources.append('overflow')
+    invalid, invalid_sources, conditioning = _invalid_pixels(ccd, work, mask)
     source_kind = 'user'
     if isinstance(source_mask, str):
         if source_mask != 'auto':
@@ -159,17 +121,16 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
         msg = ('ccd has no valid pixels: every pixel is masked, non-finite '
                "or at or below -1e30 (SEP's marker of missing data)")
         raise ValueError(msg)
-    if exponent:
-        work = np.ldexp(work, exponent)
+    work = prepare(work, conditioning)
     rejected = None
     if rejection is not None:
         skewed, rejected = skewed_meshes(work, excluded, box_size,
                                          threshold=rejection)
         excluded = excluded | skewed
-    estimate = _conditioned(
+    estimate = restore(
         estimator(work, mask=excluded, box_size=box_size,
                   filter_size=filter_size, filter_threshold=filter_threshold,
-                  **options), -exponent)
+                  **options), conditioning)
     header = provenance_header({
         'BKGTYPE': method.strip().upper(), 'BKGIS2D': estimate.is_2d,
         'BKGBOX': box_size[0], 'BKGBOXX': box_size[1],
@@ -284,10 +245,27 @@ def is_subtracted(meta):
     Examples
     --------
     >>> from ezbkg_ccd.steps import is_subtracted
-    >>> is_subtracted({'BKGSUB': True}), is_subtracted({})
-    (True, False)
+    >>> is_subtracted({'BKGSUB': True}), is_subtracted({'bkgsub': 'Y'})
+    (True, True)
+    >>> is_subtracted({}), is_subtracted({'BKGSUB': 'F'})
+    (False, False)
     """
-    return str(meta.get('BKGSUB', '')).strip().upper() in ('T', 'TRUE')
+    if isinstance(meta, fits.Header):  # reading other cards' values may fail
+        values = [card.value for card in meta.cards if card.keyword == 'BKGSUB']
+    else:
+        values = [meta[key] for key in meta
+                  if str(key).strip().upper() == 'BKGSUB']
+    return any(_affirmative(value) for value in values)
+
+
+def _affirmative(value):
+    """A header value meaning yes: T, True, 1, 'Y', 'YES', ..."""
+    if isinstance(value, str):
+        return value.strip().upper() in ('T', 'TRUE', 'Y', 'YES', '1')
+    try:
+        return bool(value == 1)
+    except (TypeError, ValueError):
+        return False
 
 
 def subtract_background(ccd, background=None, *, gain=None,
@@ -397,10 +375,12 @@ def subtract_background(ccd, background=None, *, gain=None,
     uncertainty = subtracted_uncertainty(ccd, residual, background, gain=gain,
                                          private=estimated)
     meta = ccd.meta.copy() if ccd.meta else fits.Header()
-    for key in background.header:
-        if key != 'BUNIT':
+    for key in KEYWORDS:  # this background's provenance, no stale card
+        if key in background.header:
             set_keyword(meta, key, background.header[key],
                         background.header.comments[key])
+        else:
+            drop_keyword(meta, key)
     set_keyword(meta, 'BKGSUB', True, 'sky background subtracted')
     for key, value in log.items():
         set_keyword(meta, key, value, '')

@@ -30,7 +30,7 @@ from ezbkg_ccd import (
     subtract_background,
     write_with_background,
 )
-from ezbkg_ccd._fits import atomic_save
+from ezbkg_ccd._fits import _HOST, atomic_save, remove_stale_temporaries
 from ezbkg_ccd._reader import read_ccddata
 from ezbkg_ccd.cli import main
 
@@ -480,6 +480,69 @@ class TestMultiExtension:
             read_ccddata(tmp_path / 'table.fits', hdu='CAT')
 
 
+class TestReading:
+    """Headers and HDUs as other software writes them."""
+
+    @pytest.mark.parametrize(('bunit', 'unit'), [
+        ('ELECTRONS', 'electron'), ('ELECTRONS/S', 'electron / s'),
+        ('electrons', 'electron'), ('ADU', 'adu')])
+    def test_hst_style_bunit(self, tmp_path, bunit, unit):
+        """BUNIT spellings astropy maps (HST's ELECTRONS/S) are read."""
+        fits.PrimaryHDU(sky(), header=fits.Header([('BUNIT', bunit)])
+                        ).writeto(tmp_path / 'hst.fits')
+        assert read_ccddata(tmp_path / 'hst.fits').unit == unit
+        reports = process_files([tmp_path / 'hst.fits'],
+                                output_dir=tmp_path / 'out')
+        assert reports[0].status == 'done'
+
+    def test_unparsable_bunit_and_unit_option(self, tmp_path):
+        """An unknown BUNIT fails clearly; --unit reads it anyway."""
+        fits.PrimaryHDU(sky(), header=fits.Header([('BUNIT', 'counts')])
+                        ).writeto(tmp_path / 'c.fits')
+        with pytest.raises(ValueError, match="the BUNIT 'counts' of .* is not "
+                                             'a unit; pass unit='):
+            read_ccddata(tmp_path / 'c.fits')
+        assert main(['-q', 'subtract', str(tmp_path / 'c.fits'), '-o',
+                     str(tmp_path), '--unit', 'count']) == 0
+        assert read_background(tmp_path / 'c_bkgsub.fits').unit == 'count'
+
+    @pytest.mark.parametrize('hdu', ['MASK', 'BKG', 3, -1])
+    def test_auxiliary_hdu_refused(self, tmp_path, hdu):
+        """An HDU that belongs to an image is not an image to process."""
+        ccd = CCDData(sky(), unit='adu', mask=np.zeros((100, 100), bool))
+        bkg = estimate_background(ccd, box_size=32)
+        write_with_background(subtract_background(ccd, bkg), bkg,
+                              tmp_path / 'done.fits')
+        with pytest.raises(ValueError, match=r'of an image, not an image to '
+                                             r'process; the images are HDUs '
+                                             r'\[0\]'):
+            read_ccddata(tmp_path / 'done.fits', hdu=hdu)
+        reports = process_files([tmp_path / 'done.fits'], hdu=hdu,
+                                output_dir=tmp_path / 'out', mode='estimate')
+        assert reports[0].status == 'failed'
+
+    @pytest.mark.parametrize('shape', [(10, 10), None])
+    def test_mask_of_another_shape(self, tmp_path, shape):
+        """A MASK HDU that does not fit its image names file and HDU."""
+        mask = None if shape is None else np.zeros(shape, np.uint8)
+        fits.HDUList([fits.PrimaryHDU(sky()),
+                      fits.ImageHDU(mask, name='MASK')]).writeto(
+            tmp_path / 'odd.fits')
+        with pytest.raises(ValueError, match=r"the MASK HDU \(EXTVER 1\) of "
+                                             r"'.*odd.fits' has shape"):
+            read_ccddata(tmp_path / 'odd.fits')
+
+    def test_science_image_default_hdu(self, tmp_path):
+        """ScienceImage reads the first image HDU (a .fits.fz) by default."""
+        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(
+            sky(), compression_type='GZIP_2', quantize_level=0.0)]).writeto(
+            tmp_path / 'packed.fits.fz')
+        sci = ScienceImage(tmp_path / 'packed.fits.fz')
+        assert sci.data.shape == (100, 100)
+        assert sci.calculate_bkg(box_size=32).global_back == pytest.approx(
+            100, abs=1)
+
+
 class TestSecurity:
     """A header never steers a read or a delete outside the image folder."""
 
@@ -530,9 +593,45 @@ class TestSecurity:
     def test_bkgpath_naming_a_non_background(self, tmp_path):
         """BKGPATH naming the science file itself is ignored (warning)."""
         path = self._image_with_bkgpath(tmp_path, 'science.fits')
-        with pytest.warns(AstropyUserWarning, match='names no readable '
-                                                    'background'):
+        with pytest.warns(AstropyUserWarning, match='is no background of this '
+                                                    'image'):
             assert ScienceImage(path).bkgmap is None
+
+    def test_bkgpath_of_another_shape(self, tmp_path):
+        """A background that does not fit the image is ignored (warning)."""
+        folder = tmp_path / 'night'
+        path = self._image_with_bkgpath(folder, 'small.bkg.fits')
+        estimate_background(sky(0, (64, 64)), box_size=32).write(
+            folder / 'small.bkg.fits')
+        with pytest.warns(AstropyUserWarning, match=r'shape \(64, 64\), not '
+                                                    r"the image's"):
+            assert ScienceImage(path).bkgmap is None
+
+    def test_relative_background_path_elsewhere(self, tmp_path, monkeypatch):
+        """A background written by a relative path outside the image folder
+        is recorded absolute, not as a name the image folder resolves."""
+        (tmp_path / 'images').mkdir()
+        (tmp_path / 'work').mkdir()
+        CCDData(sky(), unit='adu').write(tmp_path / 'images' / 'x.fits')
+        monkeypatch.chdir(tmp_path / 'work')
+        sci = ScienceImage('../images/x.fits')
+        bkg = estimate_background(sci.ccd, box_size=32)
+        bkg.write('x_sky.fits')
+        sci.link_background(bkg)
+        assert sci.header['BKGPATH'] == str(tmp_path / 'work' / 'x_sky.fits')
+
+    def test_symlinked_default_removes_the_link(self, tmp_path):
+        """remove() through a default <stem>.bkg.fits that is a symbolic
+        link deletes the link, never the file it points to."""
+        outside = tmp_path / 'outside.bkg.fits'
+        estimate_background(sky(), box_size=32).write(outside)
+        folder = tmp_path / 'night'
+        folder.mkdir()
+        CCDData(sky(), unit='adu').write(folder / 'science.fits')
+        (folder / 'science.bkg.fits').symlink_to(outside)
+        ScienceImage(folder / 'science.fits').bkgmap.remove()
+        assert outside.is_file()
+        assert not (folder / 'science.bkg.fits').is_symlink()
 
     def test_linking_keeps_the_callers_header(self):
         """ScienceImage(ccd=...) records BKGPATH in its own copy."""
@@ -586,11 +685,39 @@ class TestSecurity:
         assert "method 'spe' is not a known estimator; known: constant" in \
             capsys.readouterr().err
 
-    def test_zero_jobs_is_a_usage_error(self, capsys):
-        """-j 0 exits 2, as other usage errors do."""
+    @pytest.mark.parametrize(('option', 'message'), [
+        (['-j', '0'], 'must be a positive integer, got 0'),
+        (['--box-size', '0'], 'must be a positive integer, got 0'),
+        (['--box-size', 'big'], 'must be a positive integer, got big'),
+        (['--filter-size', '2'], 'must be an odd positive integer, got 2'),
+        (['--unit', 'furlongs'], "'furlongs' is not a unit astropy knows")])
+    def test_bad_numbers_are_usage_errors(self, capsys, option, message):
+        """Options that would fail every file exit 2 at once."""
         with pytest.raises(SystemExit, match='2'):
-            main(['subtract', 'x.fits', '-j', '0'])
-        assert 'must be a positive integer' in capsys.readouterr().err
+            main(['subtract', 'x.fits', *option])
+        assert message in capsys.readouterr().err
+
+
+class TestMessages:
+    """What the command line prints."""
+
+    def test_each_warning_once_and_quiet(self, tmp_path):
+        """A repaired card is reported once; -q silences it."""
+        TestHostileHeaders._with_bad_observer(tmp_path / 'a.fits', 0x01)
+        loud = ezbkg('estimate', 'a.fits', '-o', 'one', cwd=tmp_path)
+        assert loud.returncode == 0
+        assert loud.stderr.count('repaired the card(s) OBSERVER') == 1
+        quiet = ezbkg('-q', 'estimate', 'a.fits', '-o', 'two', cwd=tmp_path)
+        assert quiet.returncode == 0 and quiet.stderr == ''
+
+    def test_failure_printed_once(self, tmp_path):
+        """A failed file is named once, in the summary."""
+        (tmp_path / 'bad.fits').write_text('not FITS')
+        process = ezbkg('subtract', 'bad.fits', cwd=tmp_path)
+        assert process.returncode == 1
+        assert [line for line in process.stderr.splitlines()
+                if 'bad.fits' in line] == [process.stderr.strip()]
+        assert process.stderr.startswith('FAILED bad.fits: cannot read')
 
 
 class TestWrites:
@@ -625,3 +752,23 @@ class TestWrites:
         atomic_save(target, racing, overwrite=True)
         assert target.read_text() == 'mine'
         assert [path.name for path in tmp_path.iterdir()] == ['a.fits']
+
+    def test_stale_temporaries_removed(self, tmp_path):
+        """Temporary files of dead writers on this machine are removed by
+        the next batch; a live writer's and another machine's are kept."""
+        finished = subprocess.run([sys.executable, '-c', 'import os; '
+                                   'print(os.getpid())'], capture_output=True,
+                                  text=True, check=True)
+        dead = int(finished.stdout)
+        names = {'stale': f'.f0_bkgsub.{_HOST}.{dead}.0123abcd.tmp.fits',
+                 'live': f'.f1_bkgsub.{_HOST}.{os.getpid()}.0123abcd.tmp.fits',
+                 'remote': f'.f2_bkgsub.otherhost.{dead}.0123abcd.tmp.fits',
+                 'user': f'.notes.{_HOST}.{dead}.txt'}
+        for name in names.values():
+            (tmp_path / name).write_text('partial')
+        CCDData(sky(), unit='adu').write(tmp_path / 'f.fits')
+        process_files([tmp_path / 'f.fits'], output_dir=tmp_path)
+        left = {path.name for path in tmp_path.iterdir()}
+        assert names['stale'] not in left
+        assert {names['live'], names['remote'], names['user']} <= left
+        assert remove_stale_temporaries(tmp_path / 'missing') == []

@@ -147,10 +147,60 @@ class TestNumbers:
         assert result.mask[:10, :20].all() and result.mask.sum() == 200
         assert result.meta['BKGVALU'] == pytest.approx(100, abs=1)
 
+    @pytest.mark.parametrize('dtype', [np.float32, np.float64])
+    def test_sentinel_exactly_minus_1e30(self, noise, dtype):
+        """-1e30 itself is SEP's marker in float64 data too (float32 rounds
+        it below -1e30)."""
+        data = noise.astype(dtype)
+        data[50:120, 50:120] = -1e30
+        result = subtract_background(data, box_size=64)
+        assert result.meta['BKGINVM'] == 'sentinel'
+        assert result.meta['BKGNINV'] == 70 * 70 == result.mask.sum()
+
+    @pytest.mark.parametrize('dtype', [np.float32, np.float64])
+    def test_huge_frame_is_not_sentinels(self, dtype):
+        """In a frame at the scale of 1e35 (noise around 0), values below
+        -1e30 are data, not markers: nothing is invalid."""
+        rng = np.random.default_rng(4)
+        data = rng.normal(0.0, 1e35, (256, 256)).astype(dtype)
+        bkg = estimate_background(data, box_size=64)
+        assert bkg.header['BKGINVM'] == 'none'
+        assert abs(bkg.global_back) < 0.05 * bkg.global_rms
+        assert bkg.global_rms == pytest.approx(1e35, rel=0.05)
+
     def test_only_sentinels(self):
         """An image of only -1e30 pixels is an error, not 0 +- 1."""
         with pytest.raises(ValueError, match='ccd has no valid pixels.*-1e30'):
             estimate_background(np.full((64, 64), -1e30, np.float32))
+
+    @pytest.mark.parametrize(('shape', 'box_size'), [
+        ((2049, 2049), 64), ((129, 129), 64), ((128, 129), (1, 16))])
+    def test_single_pixel_meshes(self, shape, box_size):
+        """Meshes of one pixel (an image one pixel taller and wider than a
+        multiple of the box) no longer throw the corner off by many sigma:
+        they are filled from their neighbours; strips agree."""
+        data = np.random.default_rng(0).normal(100.0, 5.0, shape)
+        raw = sep.Background(data, bw=box_size if np.isscalar(box_size)
+                             else box_size[1], bh=box_size if
+                             np.isscalar(box_size) else box_size[0])
+        assert np.abs(raw.back() - 100).max() > 10  # the failure guarded
+        bkg = estimate_background(data, box_size=box_size)
+        assert np.abs(bkg.data - 100).max() < 7
+        assert bkg.header['BKGNINV'] == 0  # the pixels are still valid
+        if shape[0] > 1000:
+            np.testing.assert_array_equal(
+                estimate_background(data, box_size=box_size, n_jobs=2).data,
+                bkg.data)
+
+    def test_wide_integers_keep_precision(self):
+        """int64 values near 2e12 are worked in float64, not float32."""
+        rng = np.random.default_rng(6)
+        data = (2_000_000_000_000 + rng.normal(0, 50, (128, 128))).astype(
+            np.int64)
+        bkg = estimate_background(data, box_size=32)
+        assert bkg.data.dtype == np.float64
+        assert bkg.global_rms == pytest.approx(50, rel=0.1)
+        assert abs(bkg.global_back - 2e12) < 20
 
     @pytest.mark.parametrize('dtype', [np.complex64, np.complex128])
     def test_complex_refused(self, noise, dtype):
@@ -212,6 +262,14 @@ class TestSubtractTwice:
                                              '.*resubtract=True'):
             subtract_background(once, box_size=32)
 
+    @pytest.mark.parametrize('value', [True, 1, 'T', 'Y', 'YES', 'true'])
+    @pytest.mark.parametrize('key', ['BKGSUB', 'bkgsub'])
+    def test_refused_whatever_the_spelling(self, noise, key, value):
+        """Any spelling of yes, in a dict meta of any case."""
+        ccd = CCDData(noise, unit='adu', meta={key: value})
+        with pytest.raises(ValueError, match='already background-subtracted'):
+            subtract_background(ccd, box_size=32)
+
     def test_refused_from_file(self, noise, tmp_path):
         """The same for a subtracted file read back."""
         ccd = CCDData(noise, unit='adu')
@@ -264,6 +322,17 @@ class TestUserCards:
                           match=r"ccd.meta\['BKGTYPE'\] = 'MANUAL' is replaced"):
             result = subtract_background(ccd, box_size=32)
         assert result.meta['BKGTYPE'] == 'SEP'
+
+    def test_stale_provenance_removed(self, noise):
+        """Provenance of an earlier run that this one does not set (its
+        TGTPATH, its BKGREJT) is removed, kept in HISTORY."""
+        header = fits.Header([('TGTPATH', '/old/night/frame.fits'),
+                              ('BKGREJT', 5.0), ('BKGSUB', True)])
+        result = subtract_background(CCDData(noise, unit='adu', meta=header),
+                                     box_size=32, resubtract=True)
+        assert 'TGTPATH' not in result.meta and 'BKGREJT' not in result.meta
+        assert ("ezbkg-ccd replaced TGTPATH = '/old/night/frame.fits'"
+                in list(result.meta['HISTORY']))
 
     def test_same_value_is_not_history(self, noise):
         """Setting a keyword to the value it has adds nothing."""
