@@ -57,6 +57,24 @@ _SAFE_EXPONENTS = (-100, 99)
 _FLOAT32_USABLE = 2.0**127
 
 
+def _extremes(work, invalid, *, exact=False):
+    """
+    The least and greatest valid value (``(inf, -inf)`` without any).
+
+    Unless ``exact``, two fast NaN-blind reductions over every pixel may
+    give bounds instead, wider than the valid values' (masked pixels
+    included), when those are finite.
+    """
+    if not exact:
+        bounds = (float(np.fmin.reduce(work, axis=None)),
+                  float(np.fmax.reduce(work, axis=None)))
+        if np.isfinite(bounds).all():
+            return bounds
+    valid = ~invalid
+    return (float(work.min(where=valid, initial=np.inf)),
+            float(work.max(where=valid, initial=-np.inf)))
+
+
 def _typical(work, pixels):
     """The median magnitude of ``work[pixels]`` (0 without any)."""
     if not pixels.any():
@@ -64,7 +82,7 @@ def _typical(work, pixels):
     return float(np.median(np.abs(work[pixels], dtype=np.float64)))
 
 
-def sep_sentinels(work, invalid):
+def sep_sentinels(work, invalid, *, extremes=None):
     """
     Pixels that mark missing data the way SExtractor and SEP do.
 
@@ -79,6 +97,8 @@ def sep_sentinels(work, invalid):
         float32 or float64 image.
     invalid : `~numpy.ndarray` of bool
         Pixels already known to be unusable.
+    extremes : (float, float), optional
+        Bounds of the valid values (`_extremes`), if known.
 
     Returns
     -------
@@ -95,7 +115,10 @@ def sep_sentinels(work, invalid):
     >>> print(sep_sentinels(np.array([[-1e30, 3e35, -2e35, 1e35]]), valid))
     None
     """
-    candidates = work <= _SENTINEL_LIMITS[work.dtype]
+    limit = _SENTINEL_LIMITS[work.dtype]
+    if (extremes or _extremes(work, invalid))[0] > limit:
+        return None
+    candidates = work <= limit
     candidates &= ~invalid
     if not candidates.any():
         return None
@@ -104,7 +127,15 @@ def sep_sentinels(work, invalid):
     return candidates
 
 
-def range_scaling(work, invalid):
+def _within_range(extremes):
+    """Whether values within ``extremes`` need no scaling (or there are
+    none: ``(inf, -inf)``)."""
+    largest = max(abs(value) for value in extremes)
+    return largest in (0, np.inf) or (
+        _SAFE_EXPONENTS[0] <= int(np.frexp(largest)[1]) <= _SAFE_EXPONENTS[1])
+
+
+def range_scaling(work, invalid, *, extremes=None):
     """
     The power of two that brings ``work`` into the range SEP handles.
 
@@ -122,6 +153,8 @@ def range_scaling(work, invalid):
         Float image.
     invalid : `~numpy.ndarray` of bool
         Pixels already known to be unusable.
+    extremes : (float, float), optional
+        Bounds of the valid values (`_extremes`), if known.
 
     Returns
     -------
@@ -142,14 +175,13 @@ def range_scaling(work, invalid):
     >>> range_scaling(np.array([[100.0, 90.0, 1e300]]), valid)
     (-7, array([[False, False,  True]]))
     """
+    bounds = extremes or _extremes(work, invalid)
+    if not _within_range(bounds):  # perhaps masked pixels only
+        bounds = _extremes(work, invalid, exact=True)
+    if _within_range(bounds):
+        return 0, None
+    largest = max(abs(value) for value in bounds)
     valid = ~invalid
-    if not valid.any():
-        return 0, None
-    largest = max(abs(float(work.max(where=valid, initial=-np.inf))),
-                  abs(float(work.min(where=valid, initial=np.inf))))
-    if largest == 0 or (_SAFE_EXPONENTS[0] <= int(np.frexp(largest)[1])
-                        <= _SAFE_EXPONENTS[1]):
-        return 0, None
     exponent = -int(np.frexp(_typical(work, valid) or largest)[1])
     with np.errstate(over='ignore'):
         limit = np.float64(np.ldexp(_FLOAT32_USABLE, -exponent))
@@ -230,14 +262,17 @@ def condition(work, invalid):
     conditioning : `Conditioning`
     """
     problems = {}
-    sentinels = sep_sentinels(work, invalid)
+    extremes = _extremes(work, invalid)
+    sentinels = sep_sentinels(work, invalid, extremes=extremes)
     if sentinels is not None:
         problems['sentinel'] = sentinels
         invalid = invalid | sentinels
+        extremes = None  # without the sentinels
     offset = float32_offset(work, invalid)
     if offset:
         work = work - offset
-    exponent, overflow = range_scaling(work, invalid)
+        extremes = None
+    exponent, overflow = range_scaling(work, invalid, extremes=extremes)
     if overflow is not None:
         problems['overflow'] = overflow
     return Conditioning(problems, offset, exponent)

@@ -66,6 +66,8 @@ def set_keyword(meta, key, value, comment):
 
 def _remove(meta, key):
     """Remove every ``key`` card of a header; return their values."""
+    if key not in meta:
+        return []
     name = key.upper()
     indices = [index for index, card in enumerate(meta.cards)
                if card.keyword.upper() == name]

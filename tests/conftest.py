@@ -56,6 +56,23 @@ def sextractor_maps():
                      for name in ('back', 'rms'))
 
 
+def install_plugin(folder, distribution, entry_point, source=None):
+    """
+    Make ``folder`` hold an installed distribution advertising
+    ``entry_point`` (``'name = module:function'``) in the
+    ``ezbkg_ccd.estimators`` group, with ``source`` as its module
+    ``<distribution>.py``; put ``folder`` on ``sys.path`` to install it.
+    """
+    if source is not None:
+        (folder / f'{distribution}.py').write_text(source)
+    info = folder / f'{distribution}-1.0.dist-info'
+    info.mkdir()
+    (info / 'METADATA').write_text(f'Metadata-Version: 2.1\nName: '
+                                   f'{distribution}\nVersion: 1.0\n')
+    (info / 'entry_points.txt').write_text(
+        f'[ezbkg_ccd.estimators]\n{entry_point}\n')
+
+
 def make_sky(kind='flat', shape=(256, 256), seed=0):
     """Return (image, true background) for a seeded synthetic sky."""
     rng = np.random.default_rng(seed)

@@ -34,7 +34,7 @@ from ezbkg_ccd._fits import _HOST, atomic_save, remove_stale_temporaries
 from ezbkg_ccd._reader import read_ccddata
 from ezbkg_ccd.cli import main
 
-from .conftest import DATA
+from .conftest import DATA, install_plugin
 
 #: Pixels at which WCSs are compared: corners and centre of a 100x100 frame.
 PIXELS = [(0, 0), (99, 0), (0, 99), (99, 99), (50, 50)]
@@ -174,7 +174,8 @@ def crashing_plugin(tmp_path):
     """An installed estimator plugin whose compiled code 'crashes' (aborts
     the process) on frames whose first pixel is 666; the environment to
     run the command line with it."""
-    (tmp_path / 'crashplugin.py').write_text(textwrap.dedent("""
+    install_plugin(tmp_path, 'crashplugin', 'fragile = crashplugin:fragile',
+                   textwrap.dedent("""
         import os
         import numpy as np
         from ezbkg_ccd import BackgroundEstimate
@@ -188,12 +189,6 @@ def crashing_plugin(tmp_path):
                 np.ones(data.shape, data.dtype), level, 1.0, is_2d=False,
                 samples_per_estimate=data.size)
     """))
-    info = tmp_path / 'crashplugin-1.0.dist-info'
-    info.mkdir()
-    (info / 'METADATA').write_text('Metadata-Version: 2.1\nName: crashplugin\n'
-                                   'Version: 1.0\n')
-    (info / 'entry_points.txt').write_text(
-        '[ezbkg_ccd.estimators]\nfragile = crashplugin:fragile\n')
     folder = tmp_path / 'frames'
     folder.mkdir()
     for index in range(4):
@@ -663,12 +658,8 @@ class TestSecurity:
     def test_broken_plugin_skipped(self, tmp_path, monkeypatch):
         """A plugin that fails to import is skipped with a warning naming
         it; the built-ins and other plugins stay."""
-        info = tmp_path / 'brokenplugin-1.0.dist-info'
-        info.mkdir()
-        (info / 'METADATA').write_text('Metadata-Version: 2.1\n'
-                                       'Name: brokenplugin\nVersion: 1.0\n')
-        (info / 'entry_points.txt').write_text(
-            '[ezbkg_ccd.estimators]\nbroken = no_such_module:estimator\n')
+        install_plugin(tmp_path, 'brokenplugin',
+                       'broken = no_such_module:estimator')
         monkeypatch.syspath_prepend(str(tmp_path))
         monkeypatch.setattr(registry, '_REGISTRY', dict(registry._REGISTRY))
         monkeypatch.setattr(registry, '_entry_points_loaded', False)

@@ -18,6 +18,8 @@ from ezbkg_ccd import (
 )
 from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
 
+from .conftest import install_plugin
+
 
 def _percentile_estimator(data, *, mask, box_size, filter_size,
                           filter_threshold, percentile=50.0):
@@ -107,7 +109,8 @@ class TestRegistry:
 @pytest.mark.usefixtures('clean_registry')
 def test_entry_point_plugin(tmp_path, monkeypatch, flat_sky):
     """An installed package's entry point adds an estimator, no import."""
-    (tmp_path / 'skyplugin.py').write_text(textwrap.dedent("""
+    install_plugin(tmp_path, 'skyplugin', 'sky-minimum = skyplugin:minimum',
+                   textwrap.dedent("""
         import numpy as np
         from ezbkg_ccd import BackgroundEstimate
 
@@ -118,12 +121,6 @@ def test_entry_point_plugin(tmp_path, monkeypatch, flat_sky):
                 np.zeros(data.shape, data.dtype), level, 0.0, is_2d=False,
                 samples_per_estimate=1)
     """))
-    info = tmp_path / 'skyplugin-1.0.dist-info'
-    info.mkdir()
-    (info / 'METADATA').write_text('Metadata-Version: 2.1\nName: skyplugin\n'
-                                   'Version: 1.0\n')
-    (info / 'entry_points.txt').write_text(
-        '[ezbkg_ccd.estimators]\nsky-minimum = skyplugin:minimum\n')
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, 'skyplugin', raising=False)
     assert 'sky-minimum' in available_estimators()
