@@ -111,8 +111,19 @@ def _demo(arguments):
     return 0
 
 
+def _add_noise_options(parser, *, default):
+    """-v and -q, before the command (``default=False``) or after it
+    (``default=argparse.SUPPRESS``: not to hide the one given before)."""
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument('-v', '--verbose', action='store_true', default=default,
+                       help='log every frame')
+    noise.add_argument('-q', '--quiet', action='store_true', default=default,
+                       help='print only failures')
+
+
 def _add_batch_parser(commands, name, help_text):
     parser = commands.add_parser(name, help=help_text, description=help_text)
+    _add_noise_options(parser, default=argparse.SUPPRESS)
     parser.add_argument('files', nargs='+', help='input FITS files')
     parser.add_argument('-o', '--output-dir', default='.',
                         help='output folder (default: current folder)')
@@ -165,11 +176,7 @@ def _parser():
                     'interrupted.')
     parser.add_argument('--version', action='version',
                         version=f'%(prog)s {__version__}')
-    noise = parser.add_mutually_exclusive_group()
-    noise.add_argument('-v', '--verbose', action='store_true',
-                       help='log every frame')
-    noise.add_argument('-q', '--quiet', action='store_true',
-                       help='print only failures')
+    _add_noise_options(parser, default=False)
     commands = parser.add_subparsers(dest='command', required=True)
     _add_batch_parser(commands, 'subtract',
                       'Subtract the background of each file and write it '

@@ -701,6 +701,17 @@ class TestMessages:
         quiet = ezbkg('-q', 'estimate', 'a.fits', '-o', 'two', cwd=tmp_path)
         assert quiet.returncode == 0 and quiet.stderr == ''
 
+    def test_quiet_after_the_command(self, tmp_path):
+        """-q and -v are taken after the subcommand too."""
+        CCDData(sky(), unit='adu').write(tmp_path / 'a.fits')
+        process = ezbkg('subtract', 'a.fits', '-o', 'out', '-q', cwd=tmp_path)
+        assert process.returncode == 0 and process.stdout == ''
+        process = ezbkg('-q', 'subtract', 'a.fits', '-o', 'out', '--overwrite',
+                        cwd=tmp_path)
+        assert process.returncode == 0 and process.stdout == ''
+        process = ezbkg('estimate', 'a.fits', '-o', 'out', '-v', cwd=tmp_path)
+        assert 'INFO: done' in process.stderr
+
     def test_failure_printed_once(self, tmp_path):
         """A failed file is named once, in the summary."""
         (tmp_path / 'bad.fits').write_text('not FITS')
