@@ -16,7 +16,10 @@ b. ``subtract_background(ccd)`` on a CCDData with mask and uncertainty;
 c. photutils ``Background2D`` with the SExtractor estimator;
 d. files: ``CCDData.read`` -> ``subtract_background`` ->
    ``write_with_background`` against ``fits.getdata`` -> sep ->
-   ``fits.writeto``.
+   ``fits.writeto``;
+e. the checks of what SEP cannot take (``_conditioning.condition``: -1e30
+   markers, float32 range and precision) and of a negative RMS map, part
+   of (b), timed alone.
 
 And one frame in strips: ``estimate_background(data, n_jobs=2)``
 against one job, on 4096^2 and 8192^2 (2048^2 with ``--quick``), with
@@ -50,6 +53,7 @@ from photutils.background import Background2D, SExtractorBackground
 
 import ezbkg_ccd
 from ezbkg_ccd import estimate_background, subtract_background, write_with_background
+from ezbkg_ccd._conditioning import _nonnegative, condition
 
 RESULTS = Path(__file__).parent / 'results'
 
@@ -63,6 +67,11 @@ def make_frame(size, seed=0):
     stars = rng.integers(0, size, (size // 8, 2))
     data[stars[:, 0], stars[:, 1]] += rng.uniform(100, 5000, len(stars))
     return data
+
+
+def value_checks(work, invalid, rms):
+    condition(work, invalid)
+    _nonnegative(rms)
 
 
 def baseline(data):
@@ -129,8 +138,10 @@ def bench_size(size, repeats, folder, *, big_endian_int16=False):
     mask[:8] = True
     ccd = CCDData(data, unit='adu', mask=mask,
                   uncertainty=StdDevUncertainty(np.full(data.shape, 10, np.float32)))
+    work = np.ascontiguousarray(data, dtype=np.float32)
     cases = {'a': (baseline, data), 'b': (ours, ccd),
              'c': (photutils_background, data),
+             'e': (value_checks, work, mask, sep.Background(work).rms()),
              'd_base': (files_baseline, path, folder / 'base_out.fits'),
              'd_ours': (files_ours, path, folder / 'ours_out.fits')}
     times = {name: [] for name in cases}
@@ -138,7 +149,7 @@ def bench_size(size, repeats, folder, *, big_endian_int16=False):
         function(*arguments)  # warm-up
     # (a) and (b) run twice per round, first and last in mirrored order,
     # so that drifts of this machine's speed fall on both alike.
-    order = ['a', 'b', 'c', 'd_base', 'd_ours', 'b', 'a']
+    order = ['a', 'b', 'c', 'd_base', 'd_ours', 'e', 'b', 'a']
     for _ in range(repeats):
         for name in order:
             if name == 'c' and size >= 8192 and times['c']:
@@ -153,6 +164,7 @@ def bench_size(size, repeats, folder, *, big_endian_int16=False):
         'b_over_a': median['b'] / median['a'],
         'c_over_b': median['c'] / median['b'],
         'd_ours_over_d_base': median['d_ours'] / median['d_base'],
+        'checks_over_a': median['e'] / median['a'],
         'peak_memory_over_input': {
             'a': peak_memory(baseline, data) / input_bytes,
             'b': peak_memory(ours, ccd) / input_bytes},
@@ -230,6 +242,8 @@ def main(argv=None):
     (RESULTS / 'speed.json').write_text(json.dumps(
         {'machine': machine, 'rows': rows, 'strips': strips}, indent=2) + '\n')
     print(results_table(rows))
+    print('value checks (e) / (a): ' + ', '.join(
+        f"{row['frame']} {row['checks_over_a']:.3f}" for row in rows))
     for strip in strips:
         print(f"strips: {strip['frame']}, 1 job {strip['single_s']:.3f} s, "
               f"2 jobs {strip['two_jobs_s']:.3f} s, speed-up {strip['speedup']:.2f}x "

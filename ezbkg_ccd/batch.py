@@ -165,12 +165,13 @@ def _existing(path, output, report):
     recorded = recorded_target(output)
     if recorded is not None and _same_file(recorded, path):
         return {**report, 'status': 'skipped', 'reason': OUTPUT_EXISTS}
-    origin = (f'was made from {recorded!r}' if recorded is not None
-              else 'records no input file (TGTPATH)')
+    origin = (f'was made from {recorded!r}, not from this file'
+              if recorded is not None else
+              "records no input file (TGTPATH): it may not be this file's")
     return {**report, 'status': 'failed',
-            'error': f'{str(output)!r} exists and {origin}, not from this '
-                     'file; pass overwrite=True (--overwrite) to replace it, '
-                     'or choose another output folder'}
+            'error': f'{str(output)!r} exists and {origin}; pass '
+                     'overwrite=True (--overwrite) to replace it, or choose '
+                     'another output folder'}
 
 
 def _same_file(recorded, path):
