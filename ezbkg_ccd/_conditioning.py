@@ -6,8 +6,8 @@ SEP works in float32 and treats -1e30 as missing data. Before an
 estimate, `condition` finds what it cannot take: the markers of missing
 data (`sep_sentinels`), a range beyond float32 (`range_scaling`: a power
 of two, exact) and a level so large that float32 would quantize the
-noise (`float32_offset`: a level removed, exactly, from float64 data).
-`prepare` applies that to the working array; `restore` turns the
+noise (`float32_offset`: a level removed, exactly, from float64 data),
+and prepares the working array accordingly; `restore` turns the
 estimate of the prepared array into that of the data, with an RMS map
 that is never negative.
 """
@@ -255,11 +255,15 @@ class Conditioning:
 
 def condition(work, invalid):
     """
-    What SEP cannot take in ``work``, beyond the ``invalid`` pixels.
+    What SEP cannot take in ``work``, beyond the ``invalid`` pixels, and
+    ``work`` made fit for it.
 
     Returns
     -------
     conditioning : `Conditioning`
+    prepared : `~numpy.ndarray`
+        ``(work - offset) * 2**exponent``: a new array, or ``work`` itself
+        when neither is needed.
     """
     problems = {}
     extremes = _extremes(work, invalid)
@@ -275,16 +279,9 @@ def condition(work, invalid):
     exponent, overflow = range_scaling(work, invalid, extremes=extremes)
     if overflow is not None:
         problems['overflow'] = overflow
-    return Conditioning(problems, offset, exponent)
-
-
-def prepare(work, conditioning):
-    """``(work - offset) * 2**exponent``: a new array, or ``work``."""
-    if conditioning.offset:
-        work = work - conditioning.offset
-    if conditioning.exponent:
-        work = np.ldexp(work, conditioning.exponent)
-    return work
+    if exponent:
+        work = np.ldexp(work, exponent)
+    return Conditioning(problems, offset, exponent), work
 
 
 def _restored(values, conditioning, offset):

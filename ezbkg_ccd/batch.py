@@ -30,6 +30,7 @@ from ezbkg_ccd.persistence import (
     BACKGROUND_HDUS,
     background_hdus,
     recorded_target,
+    same_file,
     write_background,
     write_with_background,
 )
@@ -163,7 +164,7 @@ def _multi_hdulist(results):
 def _existing(path, output, report):
     """The report for an input whose output exists (no overwrite)."""
     recorded = recorded_target(output)
-    if recorded is not None and _same_file(recorded, path):
+    if recorded is not None and same_file(recorded, path):
         return {**report, 'status': 'skipped', 'reason': OUTPUT_EXISTS}
     origin = (f'was made from {recorded!r}, not from this file'
               if recorded is not None else
@@ -172,11 +173,6 @@ def _existing(path, output, report):
             'error': f'{str(output)!r} exists and {origin}; pass '
                      'overwrite=True (--overwrite) to replace it, or choose '
                      'another output folder'}
-
-
-def _same_file(recorded, path):
-    """Whether a recorded input path names ``path``."""
-    return os.path.realpath(recorded) == os.path.realpath(path)
 
 
 def process_one(path, output, settings):

@@ -11,7 +11,11 @@ from astropy.nddata import CCDData
 from astropy.utils.decorators import deprecated
 
 from ezbkg_ccd.paths import fill_savedir, fits_stem
-from ezbkg_ccd.persistence import recorded_target, write_with_background
+from ezbkg_ccd.persistence import (
+    recorded_target,
+    same_file,
+    write_with_background,
+)
 from ezbkg_ccd.provenance import record_target
 from ezbkg_ccd.science_image import ScienceImage
 from ezbkg_ccd.steps import _estimate, estimate_background, subtract_background
@@ -31,8 +35,7 @@ def _refuse_other_image(path, image):
     if not path.exists():
         return
     recorded = recorded_target(path)
-    if recorded is not None and os.path.realpath(recorded) != os.path.realpath(
-            image.path):
+    if recorded is not None and not same_file(recorded, image.path):
         msg = (f'{str(path)!r} holds the product of another image, '
                f'{recorded!r}, not of {str(image.path)!r}: their output '
                'names collide (same file name, or header values that give '

@@ -11,6 +11,7 @@ A constant background is stored without data (its level and RMS are in
 the header) unless ``full_map=True``.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from ezbkg_ccd.provenance import KEYWORDS, REQUIRED_KEYWORDS
 
 __all__ = ['write_with_background', 'read_with_background',
            'write_background', 'read_background', 'recorded_target',
-           'BACKGROUND_HDUS']
+           'same_file', 'BACKGROUND_HDUS']
 
 #: Names of the HDUs that hold a background, map first.
 BACKGROUND_HDUS = ('BKG', 'BKGRMS')
@@ -348,3 +349,11 @@ def recorded_target(path):
     except OSError:
         pass
     return None
+
+
+def same_file(recorded, path):
+    """
+    Whether a recorded input path (`recorded_target`) names ``path``,
+    symbolic links and relative parts resolved.
+    """
+    return os.path.realpath(recorded) == os.path.realpath(path)

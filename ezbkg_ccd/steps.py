@@ -11,7 +11,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ezbkg_ccd._conditioning import condition, prepare, restore
+from ezbkg_ccd._conditioning import condition, restore
 from ezbkg_ccd._header_log import drop_keyword, log_entries, set_keyword
 from ezbkg_ccd._inputs import (
     as_ccddata,
@@ -49,8 +49,9 @@ def _as_threshold(value):
 
 def _invalid_pixels(ccd, work, mask):
     """
-    Return the invalid-pixel mask, the names of what made it and what
-    SEP needs done to ``work`` (`~ezbkg_ccd._conditioning.condition`).
+    Return the invalid-pixel mask, the names of what made it, what SEP
+    needs done to ``work`` and ``work`` so prepared
+    (`~ezbkg_ccd._conditioning.condition`).
     """
     invalid = np.isfinite(work)
     np.logical_not(invalid, out=invalid)
@@ -60,11 +61,11 @@ def _invalid_pixels(ccd, work, mask):
         if extra is not None:
             invalid |= extra
             sources.append(name)
-    conditioning = condition(work, invalid)
+    conditioning, prepared = condition(work, invalid)
     for name, pixels in conditioning.problems.items():
         invalid |= pixels
         sources.append(name)
-    return invalid, sources, conditioning
+    return invalid, sources, conditioning, prepared
 
 
 def _target(ccd):
@@ -99,7 +100,8 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
     filter_threshold = _as_threshold(filter_threshold)
     rejection = _as_rejection(reject_skewed)
     work = working_copy(ccd.data)
-    invalid, invalid_sources, conditioning = _invalid_pixels(ccd, work, mask)
+    invalid, invalid_sources, conditioning, work = _invalid_pixels(
+        ccd, work, mask)
     source_kind = 'user'
     if isinstance(source_mask, str):
         if source_mask != 'auto':
@@ -121,7 +123,6 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
         msg = ('ccd has no valid pixels: every pixel is masked, non-finite '
                "or at or below -1e30 (SEP's marker of missing data)")
         raise ValueError(msg)
-    work = prepare(work, conditioning)
     rejected = None
     if rejection is not None:
         skewed, rejected = skewed_meshes(work, excluded, box_size,
