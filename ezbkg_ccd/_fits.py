@@ -73,6 +73,11 @@ _TEMPORARY = re.compile(r'\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.'
                         r'(?P<pid>\d+)\.[0-9a-f]{8}\.tmp(\..*)?')
 
 
+#: The temporary files being written: path -> writing process (a forked
+#: worker inherits its parent's entries, which are not its own).
+_WRITING = {}
+
+
 def _temporary_file(path):
     """
     Create a new, empty temporary file beside ``path``; return its path.
@@ -88,12 +93,15 @@ def _temporary_file(path):
     for _ in range(100):
         temporary = path.with_name(f'.{path.stem}.{_HOST}.{os.getpid()}.'
                                    f'{secrets.token_hex(4)}.tmp{suffix}')
+        _WRITING[temporary] = os.getpid()  # before it exists: no gap
         try:
             handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
                              0o666)
         except FileExistsError:
+            del _WRITING[temporary]
             continue
         except OSError as exc:
+            del _WRITING[temporary]
             msg = f'cannot write {str(path)!r}: {exc.strerror}'
             raise OSError(exc.errno, msg) from exc
         os.close(handle)
@@ -102,14 +110,38 @@ def _temporary_file(path):
     raise FileExistsError(errno.EEXIST, msg)
 
 
+def remove_own_temporaries():
+    """
+    Remove the temporary files this process is writing.
+
+    For a process about to end abruptly (a worker told to stop): safe
+    from a signal handler or another thread, since removing a file being
+    written only unlinks it.
+    """
+    for temporary, pid in list(_WRITING.items()):
+        if pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+
+
 def _alive(pid):
-    """Whether a process ``pid`` runs on this machine."""
+    """
+    Whether a process ``pid`` runs on this machine (a zombie, dead but
+    not yet reaped by its parent, does not). On Windows, where there is
+    no harmless probe (``os.kill`` terminates), every process counts as
+    alive, so no temporary file is ever taken for stale.
+    """
+    if os.name == 'nt':
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process
         return True
+    with contextlib.suppress(OSError, IndexError):  # no /proc: not Linux
+        state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1]
+        return state.split()[0] not in ('Z', 'X')
     return True
 
 
@@ -183,6 +215,8 @@ def atomic_save(path, save, *, overwrite=False):
         with contextlib.suppress(OSError):
             os.remove(temporary)
         raise
+    finally:
+        _WRITING.pop(temporary, None)
 
 
 def atomic_write(hdulist, path, *, overwrite=False):

@@ -12,6 +12,7 @@ process. An existing output made from the same input is skipped unless
 another input is a failure, never silently kept.
 """
 
+import contextlib
 import functools
 import logging
 import os
@@ -23,7 +24,12 @@ from astropy.io import fits
 
 from ezbkg_ccd._fits import atomic_write, open_fits, remove_stale_temporaries
 from ezbkg_ccd._reader import image_hdus, read_ccddata
-from ezbkg_ccd._runners import run_dask, run_here, run_isolated
+from ezbkg_ccd._runners import (
+    holding_stop_signals,
+    run_dask,
+    run_here,
+    run_isolated,
+)
 from ezbkg_ccd._wcs import ccd_hdus
 from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import (
@@ -238,7 +244,18 @@ def _progress(total, enabled):
     except ImportError:
         log.info('install tqdm (the progress extra) for a progress bar')
         return None
-    return tqdm(total=total, unit='frame')
+
+    class Bar(tqdm):
+        monitor_interval = 0  # no monitor thread: workers are forked
+
+    return Bar(total=total, unit='frame')
+
+
+def _log(report):
+    level = logging.WARNING if report['status'] == 'failed' else logging.INFO
+    detail = report.get('error') or report.get('reason')
+    log.log(level, '%s %s%s', report['status'], report['input'],
+            f': {detail}' if detail else '')
 
 
 def process_files(paths, *, output_dir, n_jobs=1, client=None,
@@ -301,6 +318,14 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     reports : list of `FileReport`
         One per input, in input order.
 
+    Notes
+    -----
+    A `KeyboardInterrupt` (Ctrl-C) while the batch runs drops the files
+    not yet started, stops the local workers at once (each removes the
+    temporary file it was writing) or cancels the queued Dask tasks, and
+    propagates; the outputs already written are complete, and a rerun
+    resumes.
+
     Examples
     --------
     >>> import numpy as np
@@ -359,16 +384,18 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     else:
         finished = run_here(tasks, work)
     bar = _progress(len(inputs), progress)
-    for position, report in finished:
-        reports[position] = report
-        level = logging.WARNING if report['status'] == 'failed' else logging.INFO
-        detail = report.get('error') or report.get('reason')
-        log.log(level, '%s %s%s', report['status'], report['input'],
-                f': {detail}' if detail else '')
-        if bar is not None:
-            bar.update()
     if bar is not None:
-        bar.update(len(inputs) - bar.n)
-        bar.close()
-    remove_stale_temporaries(output_dir)  # of workers that died in this run
+        bar.update(len(inputs) - len(tasks))  # failed before they ran
+    try:
+        with contextlib.closing(finished):  # Ctrl-C here stops the workers
+            for position, report in finished:
+                reports[position] = report
+                _log(report)
+                if bar is not None:
+                    bar.update()
+    finally:
+        with holding_stop_signals():  # a second Ctrl-C waits for this
+            if bar is not None:
+                bar.close()
+            remove_stale_temporaries(output_dir)  # of workers that died
     return [FileReport(**report) for report in reports]

@@ -4,13 +4,17 @@ The ``ezbkg`` command line.
 
 Exit codes: 0 when every frame succeeded (or was already done or not to
 be processed), 1 when any frame failed (a summary says which and why), 2
-for a usage error, 130 when interrupted (Ctrl-C).
+for a usage error, 130 when interrupted (Ctrl-C), 143 when terminated
+(SIGTERM, as a batch system sends at its time limit).
 """
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 
 import astropy.units as u
@@ -23,6 +27,28 @@ from ezbkg_ccd.provenance import KEYWORDS
 from ezbkg_ccd.registry import get_estimator
 
 __all__ = ['main']
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, stopping the run as Ctrl-C does."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """Within: SIGTERM raises `_Terminated` (in the main thread only, the
+    one place Python lets a handler be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _hdu(value):
@@ -173,7 +199,7 @@ def _parser():
         description='Sky background estimation and subtraction for FITS '
                     'images (astropy CCDData, SEP). Exit codes: 0 all '
                     'frames done, 1 some frame failed, 2 usage error, 130 '
-                    'interrupted.')
+                    'interrupted (Ctrl-C), 143 terminated (SIGTERM).')
     parser.add_argument('--version', action='version',
                         version=f'%(prog)s {__version__}')
     _add_noise_options(parser, default=False)
@@ -233,17 +259,19 @@ def main(argv=None):
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False  # printed once
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _terminate_as_interrupt():
             if arguments.quiet:
                 warnings.simplefilter('ignore')
             return arguments.run(arguments)
     except (OSError, ValueError, TypeError) as exc:
         print(f'ezbkg: error: {exc}', file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print('ezbkg: interrupted; finished outputs are complete, a rerun '
-              'resumes', file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
+        print(f"ezbkg: {'terminated' if terminated else 'interrupted'}; "
+              'finished outputs are complete, a rerun resumes',
+              file=sys.stderr)
+        return 143 if terminated else 130
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
