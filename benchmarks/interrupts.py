@@ -35,6 +35,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
 
+from ezbkg_ccd._fits import _alive
 from ezbkg_ccd.synthetic import make_scene
 
 RESULTS = Path(__file__).parent / 'results'
@@ -71,14 +72,6 @@ def _children(pid):
     return found
 
 
-def _running(pid):
-    try:
-        state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1]
-    except OSError:
-        return False
-    return state.split()[0] not in ('Z', 'X')
-
-
 def _outputs(out):
     return len(list(out.glob('*_bkgsub.fits'))) if out.is_dir() else 0
 
@@ -103,7 +96,7 @@ def stop_once(paths, out, send, *, after_first):
     return {'seconds': seconds, 'exit': process.returncode,
             'outputs_at_exit': at_exit, 'outputs_3s_later': _outputs(out),
             'temporary_files': len(list(out.glob('.*.tmp*'))),
-            'workers_alive_3s_later': sum(map(_running, workers)),
+            'workers_alive_3s_later': sum(map(_alive, workers)),
             'stderr': stderr.strip()}
 
 

@@ -39,6 +39,9 @@ GRACE = 0.5
 #: Seconds between a worker's checks that its parent is alive.
 PARENT_POLL = 0.2
 
+#: The signals that stop a batch.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
 #: Error reported for a file whose worker process died while running it.
 CRASH_MESSAGE = ('the worker process died while processing this file (a '
                  'crash in compiled code, such as astropy.wcs on a malformed '
@@ -55,10 +58,6 @@ def run_here(tasks, work):
     """Run every task in this process, in order."""
     for position, path, output in tasks:
         yield position, work(path, output)
-
-
-#: The signals that stop a batch.
-STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _end_worker(status):
