@@ -101,6 +101,26 @@ def _start_worker():
 
 
 @contextlib.contextmanager
+def handling_signals(handlers):
+    """
+    Within: the signal handlers ``{signal number: handler}``, restored on
+    leaving. In the main thread only, the one where Python lets handlers
+    be set; elsewhere it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler)
+                for number, handler in handlers.items()}
+    try:
+        yield
+    finally:  # None: a handler set outside Python, which cannot be reset
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None
+                          else handler)
+
+
+@contextlib.contextmanager
 def holding_stop_signals():
     """
     Hold Ctrl-C and SIGTERM within, and deliver the first that came on
@@ -110,21 +130,17 @@ def holding_stop_signals():
     since another thread (a pool's manager) may receive them.
     """
     held = []
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {number: signal.signal(number, lambda number, frame:
-                                          held.append(number))
-                    for number in STOP_SIGNALS}
-    mask = (signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-            if hasattr(signal, 'pthread_sigmask') else None)
     try:
-        yield
+        with handling_signals(dict.fromkeys(
+                STOP_SIGNALS, lambda number, frame: held.append(number))):
+            mask = (signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+                    if hasattr(signal, 'pthread_sigmask') else None)
+            try:
+                yield
+            finally:
+                if mask is not None:  # those pending are recorded here
+                    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     finally:
-        if mask is not None:  # those pending are recorded here
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        for number, handler in previous.items():
-            signal.signal(number, signal.SIG_DFL if handler is None
-                          else handler)
         if held:
             signal.raise_signal(held[0])
 

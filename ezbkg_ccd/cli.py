@@ -9,17 +9,16 @@ for a usage error, 130 when interrupted (Ctrl-C), 143 when terminated
 """
 
 import argparse
-import contextlib
 import logging
 import os
 import signal
 import sys
-import threading
 import warnings
 
 import astropy.units as u
 
 from ezbkg_ccd import __version__
+from ezbkg_ccd._runners import handling_signals
 from ezbkg_ccd.batch import MODES, OUTPUT_EXISTS, process_files
 from ezbkg_ccd.demo import run_demo
 from ezbkg_ccd.persistence import read_background
@@ -35,20 +34,6 @@ class _Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame):
     raise _Terminated
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt():
-    """Within: SIGTERM raises `_Terminated` (in the main thread only, the
-    one place Python lets a handler be set)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _hdu(value):
@@ -259,7 +244,8 @@ def main(argv=None):
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False  # printed once
     try:
-        with warnings.catch_warnings(), _terminate_as_interrupt():
+        with warnings.catch_warnings(), handling_signals(
+                {signal.SIGTERM: _raise_terminated}):
             if arguments.quiet:
                 warnings.simplefilter('ignore')
             return arguments.run(arguments)

@@ -25,7 +25,7 @@ from astropy.nddata import CCDData
 
 from ezbkg_ccd import read_with_background
 from ezbkg_ccd._fits import _alive
-from ezbkg_ccd._runners import run_dask
+from ezbkg_ccd._runners import STOP_SIGNALS, holding_stop_signals, run_dask
 from ezbkg_ccd.batch import _progress
 
 from .conftest import install_plugin
@@ -345,3 +345,18 @@ def test_zombie_is_not_alive():
     finally:
         process.wait(timeout=60)
     assert _alive(os.getpid())
+
+
+def test_holding_stop_signals():
+    """A Ctrl-C within is held until the block ends, then raised; the
+    handlers are restored."""
+    before = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    finished = False
+    with pytest.raises(KeyboardInterrupt, match='^$'):
+        with holding_stop_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            finished = True
+    assert finished
+    assert {number: signal.getsignal(number)
+            for number in STOP_SIGNALS} == before
