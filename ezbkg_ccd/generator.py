@@ -7,9 +7,12 @@ import inspect
 import os
 from pathlib import Path
 
+import numpy as np
 from astropy.nddata import CCDData
 from astropy.utils.decorators import deprecated
 
+from ezbkg_ccd._inputs import work_dtype
+from ezbkg_ccd.background import Background
 from ezbkg_ccd.paths import fill_savedir, fits_stem
 from ezbkg_ccd.persistence import (
     recorded_target,
@@ -54,6 +57,22 @@ def _as_science_image(target_img):
     msg = ('target_img must be a ScienceImage, CCDData or FITS path, got '
            f'{type(target_img).__name__}')
     raise TypeError(msg)
+
+
+def _global_level(background, dtype):
+    """
+    ``background`` as one level: its global background and RMS (SEP's
+    ``globalback`` and ``globalrms``) everywhere, ``BKGIS2D = F``, in the
+    float type the maps of ``dtype`` data have.
+    """
+    header = background.header.copy()
+    header['BKGIS2D'] = False
+    dtype = work_dtype(dtype)
+    return Background(
+        *(np.broadcast_to(np.asarray(level, dtype), background.shape)
+          for level in (background.global_back, background.global_rms)),
+        header, source_mask=background.source_mask,
+        invalid_mask=background.invalid_mask)
 
 
 class BackgroundGenerator:
@@ -162,8 +181,10 @@ class BackgroundGenerator:
         target_ivpmask : array_like of bool, optional
             Invalid pixels, excluded and flagged.
         is_2D_bkg : bool, optional
-            `True` (default) for a SEP mesh map, `False` for one
-            sigma-clipped level (``BKGIS2D = F``).
+            `True` (default) for a SEP mesh map, `False` for SEP's global
+            background and RMS as one level everywhere (``BKGIS2D = F``;
+            the ``globalback`` and ``globalrms`` of the `sep.Background`
+            returned with it).
         box_size, filter_size : int or (int, int), optional
             Mesh size (64) and median-filter size (3).
         save : bool, optional
@@ -189,8 +210,7 @@ class BackgroundGenerator:
         background, estimate = _estimate(image.ccd, method='sep',
                                          filter_threshold=0.0, **options)
         if not is_2D_bkg:
-            background = estimate_background(image.ccd, method='constant',
-                                             **options)
+            background = _global_level(background, image.ccd.dtype)
         background = self._finish(image, background, save=save,
                                   overwrite=overwrite, visualize=visualize,
                                   save_fig=save_fig, verbose=verbose)

@@ -13,7 +13,13 @@ from astropy.nddata import CCDData
 from astropy.utils.exceptions import AstropyDeprecationWarning
 from photutils.background import Background2D
 
-from ezbkg_ccd import Background, BackgroundGenerator, ScienceImage, invalid_pixel_mask
+from ezbkg_ccd import (
+    Background,
+    BackgroundGenerator,
+    ScienceImage,
+    invalid_pixel_mask,
+    read_background,
+)
 from ezbkg_ccd.demo import run_demo
 from ezbkg_ccd.paths import MAX_COMPONENT_LENGTH, fill_savedir, safe_component
 from ezbkg_ccd.plotting import plot_background
@@ -117,15 +123,36 @@ def test_seed_background_status(science_path, capsys):
 class TestGenerator:
     """Options of BackgroundGenerator."""
 
-    def test_constant(self, science_path):
-        """is_2D_bkg=False and estimate_constant give a 1-D background."""
-        generator = BackgroundGenerator()
-        flat, sep_bkg = generator.estimate_with_sep(science_path,
-                                                    is_2D_bkg=False)
-        assert flat.is_2d is False and flat.header['BKGIS2D'] is False
+    def test_sep_global_level(self, science_path, tmp_path):
+        """is_2D_bkg=False gives SEP's global background and RMS as one
+        level, those of the sep.Background returned with it, and it is
+        written and read back as one level."""
+        flat, sep_bkg = BackgroundGenerator().estimate_with_sep(
+            science_path, is_2D_bkg=False)
         assert isinstance(sep_bkg, sep.Background)
-        other = generator.estimate_constant(str(science_path))
-        assert other.global_back == flat.global_back
+        assert flat.is_2d is False and flat.header['BKGIS2D'] is False
+        assert flat.method == 'sep'
+        level, rms = np.float32(sep_bkg.globalback), np.float32(
+            sep_bkg.globalrms)
+        assert flat.global_back == pytest.approx(level, rel=1e-7)
+        assert flat.global_rms == pytest.approx(rms, rel=1e-7)
+        assert np.all(flat.data == level) and np.all(flat.rms == rms)
+        assert flat.data.shape == sep_bkg.back().shape
+        flat.write(tmp_path / 'flat.bkg.fits')
+        again = read_background(tmp_path / 'flat.bkg.fits')
+        assert again.is_2d is False and np.all(again.data == level)
+
+    def test_constant(self, science_path):
+        """estimate_constant gives one sigma-clipped level: not SEP's
+        global background (the mode of its meshes), but close to it on
+        this sparse field."""
+        generator = BackgroundGenerator()
+        clipped = generator.estimate_constant(str(science_path))
+        _, sep_bkg = generator.estimate_with_sep(science_path)
+        assert clipped.is_2d is False and clipped.method == 'constant'
+        assert clipped.global_back != sep_bkg.globalback
+        assert clipped.global_back == pytest.approx(sep_bkg.globalback,
+                                                    abs=sep_bkg.globalrms)
 
     def test_photutils_is_deprecated(self, science_path):
         """estimate_with_photutils works but points to the SEP path."""
