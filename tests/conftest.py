@@ -13,6 +13,8 @@ from astropy.nddata import CCDData
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import FITSFixedWarning
 
+from ezbkg_ccd.demo import raw_frame_path
+
 DATA = Path(__file__).parent / 'data'
 
 #: The noise sigma of every synthetic sky.
@@ -110,7 +112,7 @@ def frames(tmp_path):
         CCDData(data.astype(np.float32), unit='adu',
                 meta={'IMAGETYP': 'object' if index else 'flat',
                       'OBJECT': f'f{index}'}).write(folder / f'f{index}.fits')
-    shutil.copy(DATA / 'raw_ccd_a8280271.fits', folder / 'raw.fits')
+    shutil.copy(raw_frame_path(), folder / 'raw.fits')
     good = (folder / 'f0.fits').read_bytes()
     (folder / 'broken.fits').write_bytes(good[:len(good) // 2])
     return folder

@@ -25,7 +25,7 @@ from ezbkg_ccd import (
     write_background,
     write_with_background,
 )
-from ezbkg_ccd.demo import IMAGE_SECTION
+from ezbkg_ccd.demo import IMAGE_SECTION, raw_frame_path
 
 from .conftest import DATA, SIGMA
 
@@ -130,7 +130,7 @@ class TestRoundTrip:
 
     def test_real_raw_frame(self, tmp_path):
         """The real raw frame, reduced and subtracted, round-trips."""
-        raw = CCDData.read(DATA / 'raw_ccd_a8280271.fits', unit='adu')
+        raw = CCDData.read(raw_frame_path(), unit='adu')
         ccd = ccdproc.subtract_overscan(raw, fits_section=raw.header['BIASSEC'],
                                         median=True, overscan_axis=1)
         ccd = ccdproc.trim_image(ccd, fits_section=IMAGE_SECTION)

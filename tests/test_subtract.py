@@ -15,9 +15,9 @@ from astropy.nddata import (
 from astropy.wcs import WCS
 
 from ezbkg_ccd import estimate_background, subtract_background
-from ezbkg_ccd.demo import IMAGE_SECTION
+from ezbkg_ccd.demo import IMAGE_SECTION, raw_frame_path
 
-from .conftest import DATA, SIGMA
+from .conftest import SIGMA
 
 
 @pytest.fixture
@@ -250,7 +250,7 @@ class TestBadInput:
 
 def test_raw_frame_reduction():
     """A raw uint16 frame goes through overscan, trim and subtraction."""
-    raw = CCDData.read(DATA / 'raw_ccd_a8280271.fits', unit='adu')
+    raw = CCDData.read(raw_frame_path(), unit='adu')
     assert raw.data.dtype == np.uint16
     ccd = ccdproc.subtract_overscan(raw, fits_section=raw.header['BIASSEC'],
                                     median=True, overscan_axis=1)
