@@ -41,7 +41,9 @@ from ezbkg_ccd.persistence import (
     write_with_background,
 )
 from ezbkg_ccd.provenance import record_target
+from ezbkg_ccd.registry import check_options
 from ezbkg_ccd.steps import (
+    PUBLIC_OPTIONS,
     estimate_background,
     is_subtracted,
     subtract_background,
@@ -357,6 +359,8 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
         msg = f'n_jobs must be a positive int, got {n_jobs!r}'
         raise ValueError(msg)
+    check_options(options.get('method', 'sep'), options,
+                  public=PUBLIC_OPTIONS)  # once, not in every worker
     inputs = _input_paths(paths)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     outputs = _outputs(inputs, output_dir, MODES[mode] if suffix is None

@@ -6,6 +6,7 @@ Each follows the calling convention of `ezbkg_ccd.registry` and is
 registered under its name when the package is imported.
 """
 
+import inspect
 import warnings
 
 import numpy as np
@@ -239,6 +240,20 @@ def photutils_estimator(data, *, mask, box_size, filter_size,
         float(background.background_rms_median), is_2d=True,
         samples_per_estimate=box_size[0] * box_size[1],
         extra={'photutils_background': background})
+
+
+def _background2d_options():
+    """The keywords of `~photutils.background.Background2D` a user may
+    pass through ``photutils_estimator``."""
+    from photutils.background import Background2D
+
+    return {name for name, parameter in
+            inspect.signature(Background2D).parameters.items()
+            if parameter.kind is parameter.KEYWORD_ONLY} - {
+                'mask', 'filter_size', 'filter_threshold'}
+
+
+photutils_estimator.options = _background2d_options
 
 
 register_estimator('sep', sep_estimator)

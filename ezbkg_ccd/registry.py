@@ -13,8 +13,15 @@ where a pixel must not be used (invalid or source). ``box_size`` and
 ``filter_size`` are ``(ny, nx)`` tuples already validated. Third-party
 packages add estimators with `register_estimator` or, without any
 import, through the ``ezbkg_ccd.estimators`` entry-point group.
+
+The ``options`` an estimator takes are its keyword parameters; one that
+takes any keyword (``**options``, passed on elsewhere) may name them in
+an ``options`` attribute (names, or a callable returning them), so that
+a misspelt option is reported with the valid ones.
 """
 
+import difflib
+import inspect
 import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -26,6 +33,9 @@ __all__ = ['BackgroundEstimate', 'register_estimator', 'get_estimator',
            'available_estimators', 'ENTRY_POINT_GROUP']
 
 ENTRY_POINT_GROUP = 'ezbkg_ccd.estimators'
+
+#: The keywords every estimator is given.
+STANDARD_KEYWORDS = ('mask', 'box_size', 'filter_size', 'filter_threshold')
 
 _REGISTRY = {}
 _entry_points_loaded = False
@@ -194,3 +204,38 @@ def get_estimator(name):
         msg = f'method {name!r} is not a known estimator; known: {known}'
         raise ValueError(msg)
     return _REGISTRY[key]
+
+
+def estimator_options(estimator):
+    """
+    The option names ``estimator`` takes besides `STANDARD_KEYWORDS`, or
+    `None` when it takes any keyword and does not name them.
+    """
+    declared = getattr(estimator, 'options', None)
+    if declared is not None:
+        return frozenset(declared() if callable(declared) else declared)
+    parameters = list(inspect.signature(estimator).parameters.values())[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters
+                     if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                     ) - set(STANDARD_KEYWORDS)
+
+
+def check_options(method, options, *, public):
+    """
+    Raise `TypeError` for a keyword in ``options`` that neither the
+    public function (its keyword names ``public``) nor the estimator of
+    ``method`` takes, naming the nearest valid one and listing them all.
+    """
+    accepted = estimator_options(get_estimator(method))
+    if accepted is None:
+        return
+    unknown = sorted(set(options) - accepted - set(public))
+    if unknown:
+        valid = sorted(accepted | set(public))
+        guess = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else ''
+        msg = (f'unknown option {unknown[0]!r}{hint}; estimate_background '
+               f"with method={method!r} takes: {', '.join(valid)}")
+        raise TypeError(msg)

@@ -3,6 +3,7 @@
 The ccdproc-style reduction steps: estimate and subtract the background.
 """
 
+import inspect
 import os
 from numbers import Real
 
@@ -29,7 +30,7 @@ from ezbkg_ccd.provenance import (
     provenance_header,
     record_target,
 )
-from ezbkg_ccd.registry import get_estimator
+from ezbkg_ccd.registry import check_options, get_estimator
 
 __all__ = ['estimate_background', 'subtract_background', 'is_subtracted']
 
@@ -95,6 +96,7 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
     target = _target(ccd)
     ccd = as_ccddata(ccd)
     estimator = get_estimator(method)
+    check_options(method, options, public=PUBLIC_OPTIONS)
     box_size = as_pair(box_size, name='box_size')
     filter_size = as_pair(filter_size, name='filter_size', odd=True)
     filter_threshold = _as_threshold(filter_threshold)
@@ -267,6 +269,13 @@ def _affirmative(value):
         return bool(value == 1)
     except (TypeError, ValueError):
         return False
+
+
+#: The keywords of `estimate_background` (for messages on misspelt ones).
+PUBLIC_OPTIONS = tuple(
+    name for name, parameter in
+    inspect.signature(estimate_background).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY)
 
 
 def subtract_background(ccd, background=None, *, gain=None,

@@ -6,12 +6,14 @@ import textwrap
 
 import numpy as np
 import pytest
+from astropy.nddata import CCDData
 
 from ezbkg_ccd import (
     BackgroundEstimate,
     available_estimators,
     estimate_background,
     get_estimator,
+    process_files,
     register_estimator,
     registry,
     subtract_background,
@@ -126,3 +128,52 @@ def test_entry_point_plugin(tmp_path, monkeypatch, flat_sky):
     assert 'sky-minimum' in available_estimators()
     bkg = estimate_background(flat_sky[0], method='sky-minimum')
     assert bkg.global_back == pytest.approx(float(flat_sky[0].min()))
+
+
+class TestMisspeltOptions:
+    """A misspelt option names the public function and the valid ones."""
+
+    @pytest.mark.parametrize('method, option, match', [
+        ('sep', 'boxsize', r"^unknown option 'boxsize' \(did you mean "
+         r"'box_size'\?\); estimate_background with method='sep' takes: "
+         r'box_size, edge, filter_size, filter_threshold, mask, method, '
+         r'n_jobs, reject_skewed, source_mask, source_mask_options$'),
+        ('constant', 'n_jobs', r"^unknown option 'n_jobs'; estimate_"
+         r"background with method='constant' takes: .*maxiters.*sigma,"),
+        ('photutils', 'exclude_percentil', r"'exclude_percentil' \(did you "
+         r"mean 'exclude_percentile'\?\).* takes: .*coverage_mask.*"
+         r'sigma_clip'),
+    ])
+    def test_estimate_and_subtract(self, flat_sky, method, option, match):
+        """Both steps refuse it before any work, in the same words."""
+        ccd = CCDData(flat_sky[0], unit='adu')
+        with pytest.raises(TypeError, match=match):
+            estimate_background(ccd, method=method, **{option: 1})
+        with pytest.raises(TypeError, match=match):
+            subtract_background(ccd, method=method, **{option: 1})
+
+    def test_batch_refuses_before_any_file(self, tmp_path):
+        """process_files refuses it once, not once per failed file."""
+        with pytest.raises(TypeError, match="did you mean 'filter_size'"):
+            process_files([tmp_path / 'missing.fits'], output_dir=tmp_path,
+                          filtersize=3)
+
+    @pytest.mark.usefixtures('clean_registry')
+    def test_plugins(self, flat_sky):
+        """A plugin's keyword parameters are its options; one taking any
+        keyword is not checked unless it names its options."""
+        register_estimator('percentile', _percentile_estimator)
+        with pytest.raises(TypeError, match="did you mean 'percentile'"):
+            estimate_background(flat_sky[0], method='percentile',
+                                percentil=90.0)
+
+        def anything(data, **options):
+            return _percentile_estimator(data, **options)
+
+        register_estimator('anything', anything)
+        assert estimate_background(flat_sky[0], method='anything',
+                                   percentile=90.0).method == 'anything'
+        anything.options = ('percentile',)
+        with pytest.raises(TypeError, match="'percentil' .*percentile"):
+            estimate_background(flat_sky[0], method='anything',
+                                percentil=90.0)
