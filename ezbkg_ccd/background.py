@@ -129,6 +129,28 @@ class Background:
             getattr(self, name)
         return self
 
+    def __getstate__(self):
+        """
+        The state to pickle or deep-copy: the maps computed (`load`),
+        without the estimator's objects that computed them (a
+        `sep.Background` cannot be pickled), so that a background can be
+        sent to Dask or multiprocessing workers.
+
+        Examples
+        --------
+        >>> import copy, pickle
+        >>> import numpy as np
+        >>> from ezbkg_ccd import estimate_background
+        >>> bkg = estimate_background(np.full((64, 64), 5.0), box_size=32)
+        >>> again = pickle.loads(pickle.dumps(bkg))
+        >>> bool((again.data == bkg.data).all()), again.header == bkg.header
+        (True, True)
+        >>> copy.deepcopy(bkg).global_back
+        5.0
+        """
+        self.load()
+        return {**self.__dict__, '_subtract_from': None}
+
     @property
     def shape(self):
         """The image shape, ``(ny, nx)``."""

@@ -1,7 +1,9 @@
 # Licensed under a 3-clause BSD style license - see LICENSE
 """Tests of writing and reading backgrounds with FITS files."""
 
+import copy
 import os
+import pickle
 from unittest import mock
 
 import ccdproc
@@ -368,3 +370,34 @@ def test_docs_list_every_keyword():
     missing = [key for key in [*KEYWORDS, 'BUNIT', 'BKGSUB', 'SUBBKG']
                if f'``{key}``' not in page]
     assert missing == []
+
+
+class TestPickle:
+    """A Background travels to Dask and multiprocessing workers."""
+
+    @pytest.mark.parametrize('method', ['sep', 'constant', 'photutils'])
+    def test_pickle_and_deepcopy(self, flat_sky, method):
+        """Pickled (maps still lazy or not) and deep-copied backgrounds
+        hold the same maps and provenance; a deep copy is independent."""
+        background = estimate_background(flat_sky[0], method=method,
+                                         box_size=32)
+        again = pickle.loads(pickle.dumps(background))
+        np.testing.assert_array_equal(again.data, background.data)
+        np.testing.assert_array_equal(again.rms, background.rms)
+        assert again.header == background.header
+        copied = copy.deepcopy(background)
+        copied.header['BKGTYPE'] = 'OTHER'
+        assert background.method == method
+        residual = flat_sky[0].astype(np.float32)
+        copied.subtract_from(residual)
+        np.testing.assert_array_equal(
+            residual, flat_sky[0].astype(np.float32) - background.data)
+
+    def test_read_from_file(self, flat_sky, tmp_path):
+        """A background read lazily from a file pickles with its maps."""
+        write_background(estimate_background(flat_sky[0], box_size=32),
+                         tmp_path / 'b.fits')
+        background = read_background(tmp_path / 'b.fits')
+        again = pickle.loads(pickle.dumps(background))
+        np.testing.assert_array_equal(again.data, background.data)
+        assert again.path == tmp_path / 'b.fits'
