@@ -6,6 +6,7 @@ Writing keywords into ``CCDData.meta`` the way ccdproc logs its steps.
 import warnings
 
 import astropy.units as u
+import ccdproc
 import numpy as np
 from astropy.io import fits
 from astropy.nddata import NDData
@@ -100,14 +101,30 @@ def drop_keyword(meta, key):
         _history(meta, key, old)
 
 
+def _length(value):
+    """ccdproc's length of an array or image (42: none, or no length)."""
+    for candidate in (value, getattr(value, 'data', None)):
+        try:
+            return len(candidate)
+        except TypeError:
+            continue
+    return 42
+
+
 def _placeholder(value):
-    """ccdproc's rule: arrays and images are logged by type only."""
-    if isinstance(value, (np.ndarray, NDData)) or (
-            isinstance(value, u.Quantity) and not value.isscalar):
-        return f'<{type(value).__name__}>'
-    if hasattr(value, 'shape') and hasattr(value, 'data'):
-        return f'<{type(value).__name__}>'
-    return value
+    """
+    ccdproc's rule: arrays and images longer than 1 and array quantities
+    are logged by type only; so are other objects with a shape and data
+    (a `~ezbkg_ccd.Background`).
+    """
+    if isinstance(value, u.Quantity):
+        by_type = not value.isscalar
+    elif isinstance(value, (np.ndarray, NDData)):
+        by_type = _length(value) > 1
+    else:  # not a numpy scalar, which has both
+        by_type = (not isinstance(value, np.generic)
+                   and hasattr(value, 'shape') and hasattr(value, 'data'))
+    return f'<{type(value).__name__}>' if by_type else value
 
 
 def log_entries(add_keyword, key, arguments):
@@ -117,9 +134,11 @@ def log_entries(add_keyword, key, arguments):
     Parameters
     ----------
     add_keyword : bool, str, `~ccdproc.Keyword`, dict or None
-        `True` logs ``key = "name=value, ..."`` of ``arguments``;
-        `False`/`None` logs nothing; a string, `~ccdproc.Keyword` or dict
-        is logged as given (ccdproc's ``add_keyword`` semantics).
+        `True` logs ``key = "name=value, ..."`` of ``arguments`` (unless
+        ccdproc's ``ccdproc.conf.auto_logging`` is off, as for ccdproc's
+        own steps); `False`/`None` logs nothing; a string,
+        `~ccdproc.Keyword` or dict is logged as given (ccdproc's
+        ``add_keyword`` semantics).
     key : str
         The keyword for the default log: at most 8 characters, so no
         HIERARCH card is needed.
@@ -131,11 +150,13 @@ def log_entries(add_keyword, key, arguments):
     entries : dict
         Keyword -> value, to be set in the result's ``meta``.
     """
-    if not add_keyword:
+    if not add_keyword or (add_keyword is True
+                           and not ccdproc.conf.auto_logging):
         entries = {}
     elif add_keyword is True:
         entries = {key: ', '.join(f'{name}={_placeholder(value)}'
-                                  for name, value in arguments.items())}
+                                  for name, value in arguments.items()
+                                  ).replace('\n', '')}
     elif isinstance(add_keyword, str):
         entries = {add_keyword: None}
     elif isinstance(add_keyword, Keyword):

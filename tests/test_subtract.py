@@ -15,6 +15,7 @@ from astropy.nddata import (
 from astropy.wcs import WCS
 
 from ezbkg_ccd import estimate_background, subtract_background
+from ezbkg_ccd._header_log import log_entries
 from ezbkg_ccd.demo import IMAGE_SECTION, raw_frame_path
 
 from .conftest import SIGMA
@@ -137,6 +138,34 @@ class TestLogging:
     def test_no_log(self, ccd):
         """add_keyword=False logs nothing."""
         assert 'SUBBKG' not in subtract_background(ccd, add_keyword=False).meta
+
+    def test_auto_logging_switch(self, ccd, monkeypatch):
+        """ccdproc.conf.auto_logging = False turns the default log off, as
+        for ccdproc's own steps; an explicit add_keyword is still logged."""
+        monkeypatch.setattr(ccdproc.conf, 'auto_logging', False)
+        bias = ccdproc.subtract_bias(ccd, ccd.multiply(0.0))
+        assert 'SUBBIAS' not in bias.meta  # ccdproc's own switch
+        result = subtract_background(ccd, box_size=32)
+        assert 'SUBBKG' not in result.meta
+        assert result.meta['BKGSUB'] is True
+        assert subtract_background(ccd, add_keyword='MYSTEP').meta[
+            'MYSTEP'] is None
+
+    @pytest.mark.parametrize('value', [
+        np.zeros(5), np.zeros(1), np.zeros((1, 5)), np.array(2.0),
+        np.float64(3.0), 5 * u.adu, np.ones(3) * u.adu, 'sky', 7, None])
+    def test_values_as_ccdproc_logs_them(self, value):
+        """An argument is logged as ccdproc logs it (arrays longer than 1
+        and array quantities by type): ccdproc's own rule is the oracle,
+        so a drift of either shows here."""
+        expected = ccdproc.log_meta._replace_array_with_placeholder(value)
+        logged = log_entries(True, 'SUBBKG', {'x': value, 'y': 1})
+        assert logged == {'SUBBKG': f'x={expected}, y=1'}
+
+    def test_newlines_removed(self):
+        """Newlines in a logged value are removed, as ccdproc does."""
+        assert log_entries(True, 'SUBBKG', {'x': 'a\nb'}) == {
+            'SUBBKG': 'x=ab'}
 
     def test_bad_keyword(self, ccd):
         """add_keyword of another type is refused before any work."""
