@@ -9,6 +9,7 @@ for a usage error, 130 when interrupted (Ctrl-C), 143 when terminated
 """
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -103,14 +104,30 @@ def _batch(arguments):
     return 1 if counts['failed'] else 0
 
 
+#: Settings an estimator of one level ignores (not shown by ``info``).
+_MESH_SETTINGS = ('BKGBOX', 'BKGBOXX', 'BKGFILT', 'BKGFILTX', 'BKGFTHR')
+
+
+def _shown(value):
+    """A header value as ``info`` prints it: floats to 7 digits (float32
+    precision), the rest as they are."""
+    return repr(float(f'{value:.7g}')) if isinstance(value, float) else str(
+        value)
+
+
 def _info(arguments):
-    background = read_background(arguments.file)
+    header = read_background(arguments.file).header
+    if arguments.json:
+        print(json.dumps({'file': arguments.file, 'keywords': dict(header)},
+                         indent=1, default=str))
+        return 0
+    ignored = _MESH_SETTINGS if header['BKGTYPE'] == 'CONSTANT' else ()
+    rows = [(key, _shown(header[key]), KEYWORDS.get(key, 'unit'))
+            for key in header if key not in ignored]
+    width = max(len(value) for _, value, _ in rows)
     print(f'{arguments.file}')
-    rows = [(key, background.header[key], KEYWORDS.get(key, 'unit'))
-            for key in background.header]
-    width = max(len(str(value)) for _, value, _ in rows)
     for key, value, meaning in rows:
-        print(f'  {key:<8}  {str(value):<{width}}  {meaning}')
+        print(f'  {key:<8}  {value:<{width}}  {meaning}')
     return 0
 
 
@@ -198,6 +215,8 @@ def _parser():
         'info', help='print the background provenance of a file',
         description='Print the background provenance of a processed file.')
     info.add_argument('file', help='a file with a BKG HDU')
+    info.add_argument('--json', action='store_true',
+                      help='print the keywords as JSON, values unrounded')
     info.set_defaults(run=_info)
     demo = commands.add_parser(
         'demo', help='run the whole pipeline on data shipped with ezbkg-ccd',

@@ -1,6 +1,7 @@
 # Licensed under a 3-clause BSD style license - see LICENSE
 """Tests of the ezbkg command line."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -100,6 +101,27 @@ class TestCommandLine:
         assert 'BKGFILT   1' in info.stdout
         assert 'BKGREJT   5.0' in info.stdout
         assert 'global background level' in info.stdout
+
+    def test_info_readable_and_json(self, frames, tmp_path):
+        """info rounds floats to float32 precision, hides the mesh
+        settings a constant background ignores, shows the input path;
+        --json gives every keyword unrounded."""
+        assert main(['-q', 'estimate', str(frames / 'f0.fits'), '-o',
+                     str(tmp_path), '--method', 'constant']) == 0
+        background = read_background(tmp_path / 'f0.bkg.fits')
+        process = ezbkg('info', 'f0.bkg.fits', cwd=tmp_path)
+        assert process.returncode == 0, process.stderr
+        level = background.global_back
+        assert f'BKGVALU   {float(f"{level:.7g}")!r} ' in process.stdout
+        assert repr(level) not in process.stdout
+        assert 'BKGBOX' not in process.stdout
+        assert 'BKGFILT' not in process.stdout
+        assert f"TGTPATH   {frames / 'f0.fits'}" in process.stdout
+        process = ezbkg('info', '--json', 'f0.bkg.fits', cwd=tmp_path)
+        assert process.returncode == 0, process.stderr
+        report = json.loads(process.stdout)
+        assert report['file'] == 'f0.bkg.fits'
+        assert report['keywords'] == dict(background.header)
 
     def test_info_of_plain_file(self, frames, tmp_path):
         """info on a file without a background fails with code 1."""
