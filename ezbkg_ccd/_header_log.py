@@ -114,10 +114,13 @@ def _length(value):
 def _placeholder(value):
     """
     ccdproc's rule: arrays and images longer than 1 and array quantities
-    are logged by type only; so are other objects with a shape and data
-    (a `~ezbkg_ccd.Background`).
+    are logged by type only; so are FITS HDUs and HDU lists, and other
+    objects with a shape and data (a `~ezbkg_ccd.Background`).
     """
-    if isinstance(value, u.Quantity):
+    if isinstance(value, (fits.HDUList, fits.PrimaryHDU, fits.ImageHDU,
+                          fits.CompImageHDU)):
+        by_type = True
+    elif isinstance(value, u.Quantity):
         by_type = not value.isscalar
     elif isinstance(value, (np.ndarray, NDData)):
         by_type = _length(value) > 1

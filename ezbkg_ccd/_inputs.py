@@ -11,25 +11,44 @@ from numbers import Integral
 
 import astropy.units as u
 import numpy as np
+from astropy.io import fits
 from astropy.nddata import CCDData, NDData
 
-from ezbkg_ccd._reader import read_ccddata
+from ezbkg_ccd._reader import hdulist_ccddata, read_ccddata
 
 __all__ = []
 
 
-def as_ccddata(ccd):
+#: What holds an image HDU to choose from (``hdu=``).
+_FILES = (str, os.PathLike, fits.HDUList)
+
+
+def as_ccddata(ccd, *, hdu=None):
     """
     Return ``ccd`` as a `~astropy.nddata.CCDData` without copying data.
 
     `~astropy.nddata.CCDData` is returned as is; `~astropy.nddata.NDData`,
     masked arrays, `~astropy.units.Quantity` and plain arrays are wrapped
-    (a unitless input gets ``adu``); a path is read from FITS.
+    (a unitless input gets ``adu``); a path is read from FITS, and a path
+    or `~astropy.io.fits.HDUList` gives its image HDU ``hdu`` (default:
+    the first with image data), with its ``MASK`` and ``UNCERT``; an
+    image HDU (primary, extension or tile-compressed) is read as a file
+    of that HDU alone.
     """
+    if hdu is not None and not isinstance(ccd, _FILES):
+        msg = ('hdu chooses an HDU of a FITS path or HDUList; ccd is a '
+               f'{type(ccd).__name__}')
+        raise TypeError(msg)
     if isinstance(ccd, CCDData):
         result = ccd
     elif isinstance(ccd, (str, os.PathLike)):
-        result = read_ccddata(ccd)
+        result = read_ccddata(ccd, hdu=hdu)
+    elif isinstance(ccd, fits.HDUList):
+        result = hdulist_ccddata(ccd, hdu=hdu)
+    elif isinstance(ccd, (fits.PrimaryHDU, fits.ImageHDU,
+                          fits.CompImageHDU)):
+        result = hdulist_ccddata(fits.HDUList([ccd]), hdu=0,
+                                 path=f'the {type(ccd).__name__}')
     elif isinstance(ccd, NDData):
         result = CCDData(ccd.data, unit=ccd.unit or u.adu, mask=ccd.mask,
                          uncertainty=ccd.uncertainty, meta=ccd.meta,
@@ -42,8 +61,8 @@ def as_ccddata(ccd):
     elif isinstance(ccd, np.ndarray):
         result = CCDData(ccd, unit=u.adu, copy=False)
     else:
-        msg = ('ccd must be a CCDData, NDData, Quantity, numpy array or a '
-               f'FITS path, got {type(ccd).__name__}')
+        msg = ('ccd must be a CCDData, NDData, Quantity, numpy array, FITS '
+               f'image HDU, HDUList or FITS path, got {type(ccd).__name__}')
         raise TypeError(msg)
     check_image(result.data, name='ccd')
     return result

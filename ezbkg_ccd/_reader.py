@@ -25,7 +25,8 @@ from ezbkg_ccd._fits import open_fits
 from ezbkg_ccd._headers import writable_header
 from ezbkg_ccd._wcs import without_unsafe_distortion
 
-__all__ = ['AUXILIARY_HDUS', 'image_hdus', 'image_index', 'read_ccddata']
+__all__ = ['AUXILIARY_HDUS', 'hdulist_ccddata', 'image_hdus', 'image_index',
+           'read_ccddata']
 
 #: HDUs that belong to an image (CCDData's and ezbkg-ccd's own) and are
 #: never images to process themselves.
@@ -156,16 +157,25 @@ def read_ccddata(path, *, hdu=None, unit=None):
         ``UNCERT``, ``BKG`` or ``BKGRMS``), its ``MASK`` or ``UNCERT``
         does not fit it, or its ``BUNIT`` is not a unit.
     """
-    source = repr(str(path))
     with open_fits(path) as hdulist:
-        index = image_index(hdulist, hdu, path)
-        item = hdulist[index]
-        header = item.header.copy()
-        if hdu is None and index > 0:
-            header.extend(hdulist[0].header, unique=True)
-        data = _native(item.data)
-        extver = item.header.get('EXTVER', 1) if index else 1
-        mask, uncertainty = _companions(hdulist, extver, data.shape, path)
+        return hdulist_ccddata(hdulist, hdu=hdu, unit=unit, path=path)
+
+
+def hdulist_ccddata(hdulist, *, hdu=None, unit=None, path='the HDU list'):
+    """
+    `read_ccddata` of an open `~astropy.io.fits.HDUList` (``path`` names
+    it in messages); the data are not copied unless their byte order is
+    not native.
+    """
+    source = repr(str(path))
+    index = image_index(hdulist, hdu, path)
+    item = hdulist[index]
+    header = item.header.copy()
+    if hdu is None and index > 0:
+        header.extend(hdulist[0].header, unique=True)
+    data = _native(item.data)
+    extver = item.header.get('EXTVER', 1) if index else 1
+    mask, uncertainty = _companions(hdulist, extver, data.shape, path)
     header = writable_header(without_unsafe_distortion(header, source=source),
                              source=source)
     header, wcs = _generate_wcs_and_update_header(header)

@@ -91,10 +91,10 @@ def _as_rejection(value):
 
 def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
               mask, source_mask, source_mask_options=None,
-              reject_skewed=False, **options):
+              reject_skewed=False, hdu=None, **options):
     """`estimate_background`, also returning the estimator's raw result."""
     target = _target(ccd)
-    ccd = as_ccddata(ccd)
+    ccd = as_ccddata(ccd, hdu=hdu)
     estimator = get_estimator(method)
     check_options(method, options, public=PUBLIC_OPTIONS)
     box_size = as_pair(box_size, name='box_size')
@@ -162,17 +162,20 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
 def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
                         filter_threshold=0.0, mask=None, source_mask=None,
                         source_mask_options=None, reject_skewed=False,
-                        **options):
+                        hdu=None, **options):
     """
     Estimate the sky background of an image.
 
     Parameters
     ----------
     ccd : `~astropy.nddata.CCDData`, `~astropy.nddata.NDData`, \
-`~astropy.units.Quantity`, `~numpy.ndarray` or path
+`~astropy.units.Quantity`, `~numpy.ndarray`, FITS HDU or path
         The 2-D image. Any numeric dtype and byte order is accepted
         (integers and big-endian FITS data are converted); a unitless
-        input is taken to be in ``adu``; a path is read from FITS.
+        input is taken to be in ``adu``; a path is read from FITS; an
+        image HDU (`~astropy.io.fits.PrimaryHDU`,
+        `~astropy.io.fits.ImageHDU`, `~astropy.io.fits.CompImageHDU`) or
+        `~astropy.io.fits.HDUList` is read as the file would be.
     method : str, optional
         A registered estimator: ``'sep'`` (SExtractor mesh background,
         the default), ``'constant'`` (one sigma-clipped level),
@@ -202,6 +205,10 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
         at 5 times the skew's noise, or that threshold. Off by default,
         which keeps SExtractor's map; recorded as ``BKGREJT`` and
         ``BKGNREJ``.
+    hdu : int, str or (str, int), optional
+        The image HDU of a FITS path or `~astropy.io.fits.HDUList` ``ccd``
+        (default: the first HDU with image data, tile-compressed ones
+        included).
     **options
         Further keywords for the estimator (recorded as ``BKGOPTS``).
 
@@ -237,7 +244,7 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
         ccd, method=method, box_size=box_size, filter_size=filter_size,
         filter_threshold=filter_threshold, mask=mask,
         source_mask=source_mask, source_mask_options=source_mask_options,
-        reject_skewed=reject_skewed, **options)
+        reject_skewed=reject_skewed, hdu=hdu, **options)
     return background
 
 
@@ -279,7 +286,8 @@ PUBLIC_OPTIONS = tuple(
 
 
 def subtract_background(ccd, background=None, *, gain=None,
-                        add_keyword=True, resubtract=False, **options):
+                        add_keyword=True, resubtract=False, hdu=None,
+                        **options):
     """
     Subtract the sky background from an image.
 
@@ -303,6 +311,9 @@ def subtract_background(ccd, background=None, *, gain=None,
         (``BKGSUB = T`` in its header). By default such a frame is
         refused: subtracting twice removes the residual sky and replaces
         the true background with a near-zero one.
+    hdu : int, str or (str, int), optional
+        The image HDU of a FITS path or `~astropy.io.fits.HDUList` ``ccd``
+        (see `estimate_background`).
     **options
         Keywords of `estimate_background` (only without ``background``).
 
@@ -343,12 +354,12 @@ def subtract_background(ccd, background=None, *, gain=None,
     >>> result.meta['SUBBKG']
     'ccd=<CCDData>, box_size=32'
     """
-    arguments = {'ccd': ccd, 'background': background, 'gain': gain,
-                 'resubtract': resubtract or None, **options}
+    arguments = {'ccd': ccd, 'hdu': hdu, 'background': background,
+                 'gain': gain, 'resubtract': resubtract or None, **options}
     log = log_entries(add_keyword, LOG_KEYWORD,
                       {k: v for k, v in arguments.items() if v is not None})
     target = _target(ccd)
-    ccd = as_ccddata(ccd)
+    ccd = as_ccddata(ccd, hdu=hdu)
     if is_subtracted(ccd.meta) and not resubtract:
         msg = ('ccd is already background-subtracted (BKGSUB = T in its '
                'header); subtracting again would remove what is left of the '

@@ -7,8 +7,9 @@ import pytest
 import sep
 from astropy.io import fits
 from astropy.nddata import CCDData, NDData
+from astropy.wcs import WCS
 
-from ezbkg_ccd import Background, estimate_background
+from ezbkg_ccd import Background, estimate_background, subtract_background
 
 from .conftest import DATA, SIGMA, eso_1992_header
 
@@ -175,6 +176,59 @@ class TestInputTypes:
         reference = estimate_background(flat_sky[0])
         np.testing.assert_array_equal(bkg.data, reference.data)
         assert bkg.unit in (u.adu, u.electron)
+
+    @pytest.mark.parametrize('kind', [fits.PrimaryHDU, fits.ImageHDU,
+                                      fits.CompImageHDU])
+    def test_fits_hdus(self, flat_sky, kind):
+        """An image HDU in hand is read as a file of it would be: its
+        BUNIT and WCS kept, big-endian data converted."""
+        data = flat_sky[0].astype('>f4')
+        wcs = WCS(naxis=2)
+        wcs.wcs.ctype = ['RA---TAN', 'DEC--TAN']
+        wcs.wcs.crval = [150.0, 2.0]
+        wcs.wcs.cdelt = [-1e-4, 1e-4]
+        header = wcs.to_header()
+        header['BUNIT'] = 'electron'
+        hdu = kind(data, header=header)
+        bkg = estimate_background(hdu)
+        assert bkg.unit == u.electron
+        np.testing.assert_array_equal(
+            bkg.data, estimate_background(flat_sky[0]).data)
+        result = subtract_background(hdu, box_size=32)
+        assert result.unit == u.electron
+        assert result.wcs.wcs.crval.tolist() == [150.0, 2.0]
+        assert result.meta['SUBBKG'] == (f'ccd=<{kind.__name__}>, '
+                                         'box_size=32')
+
+    def test_hdulist_and_hdu(self, flat_sky, tmp_path):
+        """A path or an open HDUList gives its first image HDU, or the one
+        named by hdu=, with its MASK; the choice is logged."""
+        data = flat_sky[0]
+        mask = np.zeros(data.shape, np.uint8)
+        mask[:8] = 1
+        fits.HDUList([fits.PrimaryHDU(),
+                      fits.ImageHDU(data, name='SCI'),
+                      fits.ImageHDU(data + 50, name='OTHER'),
+                      fits.ImageHDU(mask, name='MASK')]).writeto(
+                          tmp_path / 'm.fits')
+        first = estimate_background(tmp_path / 'm.fits')
+        other = estimate_background(tmp_path / 'm.fits', hdu='OTHER')
+        assert other.global_back == pytest.approx(first.global_back + 50,
+                                                  abs=0.01)
+        with fits.open(tmp_path / 'm.fits') as hdulist:
+            assert estimate_background(hdulist).global_back == (
+                first.global_back)
+            result = subtract_background(hdulist, hdu=2)
+        assert result.meta['SUBBKG'] == 'ccd=<HDUList>, hdu=2'
+        assert result.mask[:8].all() and not result.mask[8:].any()
+        with pytest.raises(ValueError, match="has no HDU 'NOPE'"):
+            estimate_background(tmp_path / 'm.fits', hdu='NOPE')
+        with pytest.raises(TypeError, match='hdu chooses an HDU of a FITS '
+                                            'path or HDUList; ccd is a '
+                                            'ndarray'):
+            estimate_background(data, hdu=1)
+        with pytest.raises(TypeError, match='got BinTableHDU'):
+            estimate_background(fits.BinTableHDU())
 
     def test_unitless_is_adu(self, flat_sky):
         """A unitless input is taken to be in adu."""

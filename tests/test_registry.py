@@ -136,7 +136,7 @@ class TestMisspeltOptions:
     @pytest.mark.parametrize('method, option, match', [
         ('sep', 'boxsize', r"^unknown option 'boxsize' \(did you mean "
          r"'box_size'\?\); estimate_background with method='sep' takes: "
-         r'box_size, edge, filter_size, filter_threshold, mask, method, '
+         r'box_size, edge, filter_size, filter_threshold, hdu, mask, method, '
          r'n_jobs, reject_skewed, source_mask, source_mask_options$'),
         ('constant', 'n_jobs', r"^unknown option 'n_jobs'; estimate_"
          r"background with method='constant' takes: .*maxiters.*sigma,"),
