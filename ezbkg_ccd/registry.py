@@ -214,7 +214,11 @@ def estimator_options(estimator):
     declared = getattr(estimator, 'options', None)
     if declared is not None:
         return frozenset(declared() if callable(declared) else declared)
-    parameters = list(inspect.signature(estimator).parameters.values())[1:]
+    try:
+        parameters = list(inspect.signature(estimator).parameters.values())
+    except (TypeError, ValueError):  # no signature to read (compiled code)
+        return None
+    parameters = parameters[1:]  # the data
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return None
     return frozenset(p.name for p in parameters
