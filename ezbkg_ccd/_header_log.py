@@ -130,6 +130,14 @@ def _placeholder(value):
     return f'<{type(value).__name__}>' if by_type else value
 
 
+def _printable(text):
+    """``text`` with every character a header card cannot hold (not
+    printable ASCII: a tab, an accented letter of a path) escaped."""
+    return ''.join(character if ' ' <= character <= '~' else
+                   character.encode('unicode_escape').decode('ascii')
+                   for character in text)
+
+
 def log_entries(add_keyword, key, arguments):
     """
     Return the keywords that log a processing step, as ccdproc does.
@@ -157,9 +165,9 @@ def log_entries(add_keyword, key, arguments):
                            and not ccdproc.conf.auto_logging):
         entries = {}
     elif add_keyword is True:
-        entries = {key: ', '.join(f'{name}={_placeholder(value)}'
-                                  for name, value in arguments.items()
-                                  ).replace('\n', '')}
+        text = ', '.join(f'{name}={_placeholder(value)}'
+                         for name, value in arguments.items())
+        entries = {key: _printable(text.replace('\n', ''))}
     elif isinstance(add_keyword, str):
         entries = {add_keyword: None}
     elif isinstance(add_keyword, Keyword):

@@ -68,12 +68,15 @@ def image_index(hdulist, hdu, path):
                    'one with hdu=')
             raise ValueError(msg)
         return found[0]
+    if isinstance(hdu, bool):
+        msg = f'hdu must be an int, a str or a (str, int) pair, got {hdu!r}'
+        raise TypeError(msg)
     try:
         index = hdulist.index_of(hdu)
-    except (KeyError, IndexError) as exc:
+        item = hdulist[index]
+    except (KeyError, IndexError, ValueError, TypeError) as exc:
         msg = f'{str(path)!r} has no HDU {hdu!r}'
         raise ValueError(msg) from exc
-    item = hdulist[index]
     if not (item.is_image and item.size):
         msg = (f'HDU {hdu!r} of {str(path)!r} is a {type(item).__name__} '
                'without image data')
@@ -97,9 +100,29 @@ def _unit(header, unit, path):
     try:
         return u.Unit('adu' if text.lower() == 'adu' else text)
     except ValueError as exc:
-        msg = (f'the BUNIT {text!r} of {str(path)!r} is not a unit; pass '
-               'unit= to read it')
+        msg = (f'the BUNIT {text!r} of {str(path)!r} is not a unit; give '
+               'the unit another way: a CCDData with its unit, unit= of '
+               'process_files, or the --unit option of ezbkg')
         raise ValueError(msg) from exc
+
+
+def _physical(data, header):
+    """
+    The values of stored integer ``data`` that ``BSCALE`` and ``BZERO``
+    still describe (an HDU scaled in memory, or a file opened with
+    ``do_not_scale_image_data``): ``BSCALE * data + BZERO`` in float64,
+    and the header without the two cards. Data astropy has scaled are
+    returned as they are (its unsigned integers keep ``BZERO``).
+    """
+    bscale, bzero = header.get('BSCALE', 1), header.get('BZERO', 0)
+    unsigned = (data.dtype.kind == 'u' and bscale == 1
+                and bzero == 2 ** (8 * data.dtype.itemsize - 1))
+    if data.dtype.kind not in 'iu' or (bscale, bzero) == (1, 0) or unsigned:
+        return data, header
+    header = header.copy()
+    for key in ('BSCALE', 'BZERO'):
+        header.remove(key, ignore_missing=True)
+    return data * np.float64(bscale) + np.float64(bzero), header
 
 
 def _native(data):
@@ -168,12 +191,18 @@ def hdulist_ccddata(hdulist, *, hdu=None, unit=None, path='the HDU list'):
     not native.
     """
     source = repr(str(path))
-    index = image_index(hdulist, hdu, path)
+    try:
+        index = image_index(hdulist, hdu, path)
+    except ValueError as exc:
+        if getattr(getattr(hdulist, '_file', None), 'closed', False):
+            msg = (f'{source} was closed before its HDUs were read; use it '
+                   'inside its "with fits.open(...)" block, or pass the path')
+            raise ValueError(msg) from exc
+        raise
     item = hdulist[index]
-    header = item.header.copy()
+    data, header = _physical(_native(item.data), item.header.copy())
     if hdu is None and index > 0:
         header.extend(hdulist[0].header, unique=True)
-    data = _native(item.data)
     extver = item.header.get('EXTVER', 1) if index else 1
     mask, uncertainty = _companions(hdulist, extver, data.shape, path)
     header = writable_header(without_unsafe_distortion(header, source=source),

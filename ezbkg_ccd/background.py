@@ -131,10 +131,11 @@ class Background:
 
     def __getstate__(self):
         """
-        The state to pickle or deep-copy: the maps computed (`load`),
-        without the estimator's objects that computed them (a
-        `sep.Background` cannot be pickled), so that a background can be
-        sent to Dask or multiprocessing workers.
+        The state to pickle or deep-copy: the maps computed, without the
+        estimator's objects that computed them (a `sep.Background` cannot
+        be pickled), so that a background can be sent to Dask or
+        multiprocessing workers. This background is left as it was (maps
+        not yet computed stay so).
 
         Examples
         --------
@@ -148,8 +149,11 @@ class Background:
         >>> copy.deepcopy(bkg).global_back
         5.0
         """
-        self.load()
-        return {**self.__dict__, '_subtract_from': None}
+        state = {**self.__dict__, '_subtract_from': None}
+        for name in ('_data', '_rms'):  # computed for the copy only
+            if callable(state[name]):
+                state[name] = np.asanyarray(state[name]())
+        return state
 
     @property
     def shape(self):

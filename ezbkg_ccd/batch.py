@@ -14,6 +14,7 @@ another input is a failure, never silently kept.
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import time
@@ -41,9 +42,9 @@ from ezbkg_ccd.persistence import (
     write_with_background,
 )
 from ezbkg_ccd.provenance import record_target
-from ezbkg_ccd.registry import check_options
 from ezbkg_ccd.steps import (
     PUBLIC_OPTIONS,
+    check_keywords,
     estimate_background,
     is_subtracted,
     subtract_background,
@@ -253,6 +254,13 @@ def _progress(total, enabled):
     return Bar(total=total, unit='frame')
 
 
+def _keywords(function):
+    """The keyword-only parameter names of ``function``."""
+    return [name for name, parameter in
+            inspect.signature(function).parameters.items()
+            if parameter.kind is parameter.KEYWORD_ONLY]
+
+
 def _log(report):
     level = logging.WARNING if report['status'] == 'failed' else logging.INFO
     detail = report.get('error') or report.get('reason')
@@ -359,8 +367,10 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
         msg = f'n_jobs must be a positive int, got {n_jobs!r}'
         raise ValueError(msg)
-    check_options(options.get('method', 'sep'), options,
-                  public=PUBLIC_OPTIONS)  # once, not in every worker
+    check_keywords(  # once, not in every worker
+        options.get('method', 'sep'), options,
+        options.get('source_mask_options'), function='process_files',
+        public=(*PUBLIC_OPTIONS, *_keywords(process_files)))
     inputs = _input_paths(paths)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     outputs = _outputs(inputs, output_dir, MODES[mode] if suffix is None

@@ -11,12 +11,14 @@ for a usage error, 130 when interrupted (Ctrl-C), 143 when terminated
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import warnings
 
 import astropy.units as u
+from astropy.io.fits.verify import VerifyError
 
 from ezbkg_ccd import __version__
 from ezbkg_ccd._runners import handling_signals
@@ -108,6 +110,10 @@ def _batch(arguments):
 _MESH_SETTINGS = ('BKGBOX', 'BKGBOXX', 'BKGFILT', 'BKGFILTX', 'BKGFTHR')
 
 
+#: The widest value column of ``info`` (longer values run on).
+_INFO_WIDTH = 24
+
+
 def _shown(value):
     """A header value as ``info`` prints it: floats to 7 digits (float32
     precision), the rest as they are."""
@@ -115,16 +121,25 @@ def _shown(value):
         value)
 
 
+def _json_value(value):
+    """A header value as strict JSON takes it: a non-finite float, which
+    JSON cannot hold, as its text ('nan', 'inf')."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
 def _info(arguments):
     header = read_background(arguments.file).header
     if arguments.json:
-        print(json.dumps({'file': arguments.file, 'keywords': dict(header)},
-                         indent=1, default=str))
+        keywords = {key: _json_value(header[key]) for key in header}
+        print(json.dumps({'file': arguments.file, 'keywords': keywords},
+                         indent=1, allow_nan=False))
         return 0
-    ignored = _MESH_SETTINGS if header['BKGTYPE'] == 'CONSTANT' else ()
+    constant = str(header['BKGTYPE']).strip().upper() == 'CONSTANT'
     rows = [(key, _shown(header[key]), KEYWORDS.get(key, 'unit'))
-            for key in header if key not in ignored]
-    width = max(len(value) for _, value, _ in rows)
+            for key in header if not (constant and key in _MESH_SETTINGS)]
+    width = min(max(len(value) for _, value, _ in rows), _INFO_WIDTH)
     print(f'{arguments.file}')
     for key, value, meaning in rows:
         print(f'  {key:<8}  {value:<{width}}  {meaning}')
@@ -268,7 +283,7 @@ def main(argv=None):
             if arguments.quiet:
                 warnings.simplefilter('ignore')
             return arguments.run(arguments)
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, VerifyError) as exc:
         print(f'ezbkg: error: {exc}', file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:

@@ -23,7 +23,7 @@ from ezbkg_ccd._inputs import as_ccddata
 from ezbkg_ccd._reader import AUXILIARY_HDUS, image_index, read_ccddata
 from ezbkg_ccd._wcs import ccd_hdus
 from ezbkg_ccd.background import Background
-from ezbkg_ccd.provenance import KEYWORDS, REQUIRED_KEYWORDS
+from ezbkg_ccd.provenance import KEYWORDS, REQUIRED_KEYWORDS, path_from_header
 
 __all__ = ['write_with_background', 'read_with_background',
            'write_background', 'read_background', 'recorded_target',
@@ -345,7 +345,7 @@ def recorded_target(path):
             for item in (*(hdu for hdu in hdulist
                            if hdu.name == BACKGROUND_HDUS[0]), hdulist[0]):
                 if 'TGTPATH' in item.header:
-                    return str(item.header['TGTPATH'])
+                    return path_from_header(item.header['TGTPATH'])
     except OSError:
         pass
     return None

@@ -10,6 +10,7 @@ import datetime
 import functools
 import os
 import re
+import urllib.parse
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -83,12 +84,38 @@ def set_card(header, key, value, comment=''):
     header[key] = (value, comment)
 
 
+#: Characters a path keeps in a header card: printable ASCII but ``%``.
+_PATH_SAFE = ''.join(chr(code) for code in range(0x20, 0x7f) if code != 0x25)
+
+
+def path_to_header(path):
+    """
+    ``path`` as printable ASCII for a header card: other characters (and
+    ``%``) percent-encoded as UTF-8, reversibly (`path_from_header`).
+
+    Examples
+    --------
+    >>> from ezbkg_ccd.provenance import path_from_header, path_to_header
+    >>> path_to_header('/données/f 1.fits')
+    '/donn%C3%A9es/f 1.fits'
+    >>> path_from_header(path_to_header('/données/f 1.fits'))
+    '/données/f 1.fits'
+    """
+    return urllib.parse.quote(str(path), safe=_PATH_SAFE)
+
+
+def path_from_header(text):
+    """The path `path_to_header` encoded as ``text``."""
+    return urllib.parse.unquote(str(text))
+
+
 def record_target(header, path):
     """
     Record ``path`` as the file a background was estimated from.
 
-    ``TGTPATH`` holds the absolute path, so that a rerun can tell whether
-    an existing output was made from the same file.
+    ``TGTPATH`` holds the absolute path (`path_to_header`), so that a
+    rerun can tell whether an existing output was made from the same
+    file.
 
     Examples
     --------
@@ -100,7 +127,8 @@ def record_target(header, path):
     >>> header['TGTPATH'] == os.path.abspath('night1/frame.fits')
     True
     """
-    set_card(header, 'TGTPATH', os.path.abspath(path), KEYWORDS['TGTPATH'])
+    set_card(header, 'TGTPATH', path_to_header(os.path.abspath(path)),
+             KEYWORDS['TGTPATH'])
 
 
 def _option_repr(value):

@@ -212,8 +212,17 @@ def estimator_options(estimator):
     `None` when it takes any keyword and does not name them.
     """
     declared = getattr(estimator, 'options', None)
+    if callable(declared):
+        declared = declared()
+    if isinstance(declared, str):
+        return frozenset([declared])
     if declared is not None:
-        return frozenset(declared() if callable(declared) else declared)
+        try:
+            return frozenset(declared)
+        except TypeError:
+            msg = ("an estimator's options attribute must name its options "
+                   f'(names, or a callable returning them), got {declared!r}')
+            raise TypeError(msg) from None
     try:
         parameters = list(inspect.signature(estimator).parameters.values())
     except (TypeError, ValueError):  # no signature to read (compiled code)
@@ -226,20 +235,30 @@ def estimator_options(estimator):
                      ) - set(STANDARD_KEYWORDS)
 
 
-def check_options(method, options, *, public):
+def refuse_unknown(given, accepted, *, context):
     """
-    Raise `TypeError` for a keyword in ``options`` that neither the
-    public function (its keyword names ``public``) nor the estimator of
-    ``method`` takes, naming the nearest valid one and listing them all.
+    Raise `TypeError` for the first name of ``given`` not in
+    ``accepted``, naming the nearest accepted one and listing them all
+    (``context`` says whose they are).
     """
-    accepted = estimator_options(get_estimator(method))
-    if accepted is None:
-        return
-    unknown = sorted(set(options) - accepted - set(public))
+    unknown = sorted(set(given) - set(accepted))
     if unknown:
-        valid = sorted(accepted | set(public))
+        valid = sorted(accepted)
         guess = difflib.get_close_matches(unknown[0], valid, n=1)
         hint = f" (did you mean '{guess[0]}'?)" if guess else ''
-        msg = (f'unknown option {unknown[0]!r}{hint}; estimate_background '
-               f"with method={method!r} takes: {', '.join(valid)}")
+        msg = (f'unknown option {unknown[0]!r}{hint}; {context} takes: '
+               f"{', '.join(valid)}")
         raise TypeError(msg)
+
+
+def check_options(method, options, *, public,
+                  function='estimate_background'):
+    """
+    Raise `TypeError` (`refuse_unknown`) for a keyword in ``options``
+    that neither ``function`` (its keyword names ``public``) nor the
+    estimator of ``method`` takes.
+    """
+    accepted = estimator_options(get_estimator(method))
+    if accepted is not None:
+        refuse_unknown(options, accepted | set(public),
+                       context=f'{function} with method={method!r}')

@@ -15,6 +15,7 @@ from ezbkg_ccd._reader import read_ccddata
 from ezbkg_ccd.masks import invalid_pixel_mask
 from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import read_background
+from ezbkg_ccd.provenance import path_from_header, path_to_header
 from ezbkg_ccd.source_mask import make_source_mask
 
 __all__ = ['ScienceImage']
@@ -128,7 +129,7 @@ class ScienceImage:
             if self.path is not None and path.is_relative_to(
                     self.path.parent.resolve()):
                 path = Path(os.path.relpath(path, self.path.parent.resolve()))
-            self.header['BKGPATH'] = str(path)
+            self.header['BKGPATH'] = path_to_header(path)
 
     def _recorded_bkgpath(self):
         """
@@ -142,7 +143,7 @@ class ScienceImage:
         if value is None or self.path is None:
             return None
         folder = self.path.parent.resolve()
-        candidate = (folder / str(value)).resolve()
+        candidate = (folder / path_from_header(value)).resolve()
         if not candidate.is_relative_to(folder):
             msg = (f'BKGPATH {value!r} in the header of {str(self.path)!r} '
                    f'leads out of the image folder {str(folder)!r}; ignored '

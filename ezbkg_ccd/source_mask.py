@@ -3,6 +3,8 @@
 Automatic source masks: detect, dilate, re-estimate, iterate.
 """
 
+import inspect
+
 import numpy as np
 import sep
 from astropy.nddata import CCDData
@@ -187,3 +189,10 @@ def make_source_mask(ccd, *, mask=None, threshold=1.5, min_area=5,
         if change < tolerance * background.global_rms:
             break
     return source_mask
+
+
+#: The ``source_mask_options`` of `~ezbkg_ccd.estimate_background`.
+SOURCE_MASK_OPTIONS = tuple(
+    name for name, parameter in
+    inspect.signature(make_source_mask).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY and name != 'mask')

@@ -27,10 +27,11 @@ from ezbkg_ccd.meshes import skewed_meshes
 from ezbkg_ccd.provenance import (
     KEYWORDS,
     options_text,
+    path_to_header,
     provenance_header,
     record_target,
 )
-from ezbkg_ccd.registry import check_options, get_estimator
+from ezbkg_ccd.registry import check_options, get_estimator, refuse_unknown
 
 __all__ = ['estimate_background', 'subtract_background', 'is_subtracted']
 
@@ -70,7 +71,10 @@ def _invalid_pixels(ccd, work, mask):
 
 
 def _target(ccd):
-    """The absolute file name of a path input, else `None`."""
+    """The absolute file name of a path input, or of the file an
+    `~astropy.io.fits.HDUList` was opened from, else `None`."""
+    if isinstance(ccd, fits.HDUList):
+        ccd = ccd.filename()
     return os.path.abspath(ccd) if isinstance(ccd, (str, os.PathLike)) else None
 
 
@@ -89,14 +93,31 @@ def _as_rejection(value):
     return float(value)
 
 
+def check_keywords(method, options, source_mask_options=None, *,
+                   public=None, function='estimate_background'):
+    """
+    Refuse a misspelt keyword before any work: one of ``options`` that
+    neither ``function`` (its keywords ``public``; by default those of
+    `estimate_background`) nor the estimator of ``method`` takes, or a
+    key of ``source_mask_options`` that `make_source_mask` does not take.
+    """
+    check_options(method, options, function=function,
+                  public=PUBLIC_OPTIONS if public is None else public)
+    if source_mask_options:
+        from ezbkg_ccd.source_mask import SOURCE_MASK_OPTIONS
+
+        refuse_unknown(source_mask_options, SOURCE_MASK_OPTIONS,
+                       context='source_mask_options')
+
+
 def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
               mask, source_mask, source_mask_options=None,
               reject_skewed=False, hdu=None, **options):
     """`estimate_background`, also returning the estimator's raw result."""
+    check_keywords(method, options, source_mask_options)
     target = _target(ccd)
     ccd = as_ccddata(ccd, hdu=hdu)
     estimator = get_estimator(method)
-    check_options(method, options, public=PUBLIC_OPTIONS)
     box_size = as_pair(box_size, name='box_size')
     filter_size = as_pair(filter_size, name='filter_size', odd=True)
     filter_threshold = _as_threshold(filter_threshold)
@@ -150,7 +171,7 @@ def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
         'BKGOPTS': options_text(options),
         'BKGSMOPT': (options_text(source_mask_options)
                      if source_kind == 'auto' else None),
-        'TGTPATH': target})
+        'TGTPATH': None if target is None else path_to_header(target)})
     header['BUNIT'] = ccd.unit.to_string()
     background = Background(estimate.background, estimate.rms, header,
                             source_mask=source_mask, invalid_mask=invalid,
@@ -354,6 +375,10 @@ def subtract_background(ccd, background=None, *, gain=None,
     >>> result.meta['SUBBKG']
     'ccd=<CCDData>, box_size=32'
     """
+    check_keywords(options.get('method', 'sep'), options,
+                   options.get('source_mask_options'),
+                   public=(*PUBLIC_OPTIONS, *SUBTRACT_OPTIONS),
+                   function='subtract_background')
     arguments = {'ccd': ccd, 'hdu': hdu, 'background': background,
                  'gain': gain, 'resubtract': resubtract or None, **options}
     log = log_entries(add_keyword, LOG_KEYWORD,
@@ -425,3 +450,13 @@ def _output_mask(ccd, background, residual, estimated):
         if extra is not None:
             mask |= as_mask(extra, name='ccd.mask', shape=ccd.shape)
     return mask
+
+
+#: The keywords of `subtract_background` besides those of
+#: `estimate_background`.
+SUBTRACT_OPTIONS = tuple(
+    name for name, parameter in
+    inspect.signature(subtract_background).parameters.items()
+    if parameter.kind in (parameter.KEYWORD_ONLY,
+                          parameter.POSITIONAL_OR_KEYWORD)
+    and name != 'ccd')

@@ -495,7 +495,10 @@ class TestReading:
         fits.PrimaryHDU(sky(), header=fits.Header([('BUNIT', 'counts')])
                         ).writeto(tmp_path / 'c.fits')
         with pytest.raises(ValueError, match="the BUNIT 'counts' of .* is not "
-                                             'a unit; pass unit='):
+                                             'a unit; give the unit another '
+                                             'way: a CCDData with its unit, '
+                                             'unit= of process_files, or the '
+                                             '--unit option of ezbkg'):
             read_ccddata(tmp_path / 'c.fits')
         assert main(['-q', 'subtract', str(tmp_path / 'c.fits'), '-o',
                      str(tmp_path), '--unit', 'count']) == 0

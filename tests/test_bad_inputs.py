@@ -12,10 +12,14 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from ezbkg_ccd import (
     estimate_background,
+    process_files,
     read_with_background,
     subtract_background,
     write_with_background,
 )
+from ezbkg_ccd.batch import OUTPUT_EXISTS
+from ezbkg_ccd.persistence import recorded_target
+from ezbkg_ccd.provenance import path_to_header
 
 
 @pytest.fixture
@@ -342,3 +346,36 @@ class TestUserCards:
             result = subtract_background(ccd, box_size=32, resubtract=True)
         assert not any('BKGSUB' in line for line in
                        result.meta.get('HISTORY', []))
+
+
+class TestPrintableHeaders:
+    """Paths and values that a FITS card cannot hold as they are."""
+
+    def test_non_ascii_path(self, tmp_path):
+        """A folder and file named in UTF-8 are recorded encoded, read back
+        as they are, and a rerun resumes; the log escapes them."""
+        folder = tmp_path / 'données'
+        folder.mkdir()
+        path = folder / 'é 1.fits'
+        CCDData(np.random.default_rng(2).normal(100, 5, (128, 128)),
+                unit='adu').write(path)
+        result = subtract_background(path, box_size=32)
+        assert result.meta['TGTPATH'] == path_to_header(path)
+        assert '%C3%A9' in result.meta['TGTPATH']
+        assert r'\xe9 1.fits' in result.meta['SUBBKG']
+        result.write(tmp_path / 'written.fits')
+        out = tmp_path / 'out'
+        first = process_files([path], output_dir=out, box_size=32)
+        assert first[0].status == 'done', first[0].error
+        assert recorded_target(out / 'é 1_bkgsub.fits') == str(path)
+        again = process_files([path], output_dir=out, box_size=32)
+        assert (again[0].status, again[0].reason) == ('skipped',
+                                                      OUTPUT_EXISTS)
+
+    def test_control_characters_in_log(self, flat_sky):
+        """A tab in a logged value (the method name, which is stripped)
+        is escaped, not a crash after the work."""
+        result = subtract_background(CCDData(flat_sky[0], unit='adu'),
+                                     method='constant\t')
+        assert result.meta['SUBBKG'] == 'ccd=<CCDData>, method=constant\\t'
+        assert result.meta['BKGTYPE'] == 'CONSTANT'

@@ -123,6 +123,29 @@ class TestCommandLine:
         assert report['file'] == 'f0.bkg.fits'
         assert report['keywords'] == dict(background.header)
 
+    def test_info_odd_values(self, frames, tmp_path):
+        """A non-finite value is strict JSON text; a card astropy cannot
+        parse is an error with exit code 1, not a traceback."""
+        assert main(['-q', 'estimate', str(frames / 'f0.fits'), '-o',
+                     str(tmp_path)]) == 0
+        path = tmp_path / 'f0.bkg.fits'
+        raw = path.read_bytes()
+        start = raw.index(b'BKGSIG  =')
+
+        def with_card(card):
+            path.write_bytes(raw[:start] + card.ljust(80) + raw[start + 80:])
+
+        with_card(b'BKGSIG  = 1E400')  # read as inf
+        process = ezbkg('info', '--json', path.name, cwd=tmp_path)
+        assert process.returncode == 0, process.stderr
+        report = json.loads(process.stdout, parse_constant=pytest.fail)
+        assert report['keywords']['BKGSIG'] == 'inf'
+        with_card(b'BKGSIG  = NAN')  # not parsable
+        process = ezbkg('info', path.name, cwd=tmp_path)
+        assert process.returncode == 1
+        assert process.stderr.startswith('ezbkg: error: ')
+        assert 'Traceback' not in process.stderr
+
     def test_info_of_plain_file(self, frames, tmp_path):
         """info on a file without a background fails with code 1."""
         process = ezbkg('info', str(frames / 'f0.fits'), cwd=tmp_path)

@@ -1,6 +1,8 @@
 # Licensed under a 3-clause BSD style license - see LICENSE
 """Tests of estimate_background against known truth."""
 
+import io
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -229,6 +231,59 @@ class TestInputTypes:
             estimate_background(data, hdu=1)
         with pytest.raises(TypeError, match='got BinTableHDU'):
             estimate_background(fits.BinTableHDU())
+
+    def test_scaled_hdu_in_memory(self):
+        """An HDU scaled in memory (stored integers, BZERO) and a file
+        opened without scaling give the background of the values, as the
+        file read normally does."""
+        data = np.random.default_rng(3).normal(1000, 30, (128, 128))
+        hdu = fits.PrimaryHDU(data.astype(np.int16))
+        hdu.scale('int16', bzero=32768)
+        buffer = io.BytesIO()
+        hdu.writeto(buffer)
+        as_read = estimate_background(fits.open(io.BytesIO(
+            buffer.getvalue())), box_size=32)
+        raw = fits.open(io.BytesIO(buffer.getvalue()),
+                        do_not_scale_image_data=True)
+        assert abs(as_read.global_back - 1000) < 2
+        for given in (hdu, raw):
+            bkg = estimate_background(given, box_size=32)
+            assert bkg.global_back == pytest.approx(as_read.global_back,
+                                                    rel=1e-6)
+
+    @pytest.mark.parametrize('hdu, error, match', [
+        (5, ValueError, 'has no HDU 5$'),
+        (-9, ValueError, 'has no HDU -9$'),
+        (('SCI',), ValueError, r"has no HDU \('SCI',\)$"),
+        (True, TypeError, 'hdu must be an int, a str or a'),
+    ])
+    def test_bad_hdu(self, flat_sky, tmp_path, hdu, error, match):
+        """A missing HDU is named, whatever the spelling."""
+        fits.HDUList([fits.PrimaryHDU(),
+                      fits.ImageHDU(flat_sky[0], name='SCI')]).writeto(
+                          tmp_path / 'm.fits')
+        with pytest.raises(error, match=match):
+            estimate_background(tmp_path / 'm.fits', hdu=hdu)
+
+    def test_closed_hdulist(self, flat_sky, tmp_path):
+        """An HDU list closed before its HDUs were read says so."""
+        fits.HDUList([fits.PrimaryHDU(),
+                      fits.ImageHDU(flat_sky[0], name='SCI')]).writeto(
+                          tmp_path / 'm.fits')
+        hdulist = fits.open(tmp_path / 'm.fits')
+        hdulist.close()
+        with pytest.raises(ValueError, match='was closed before its HDUs '
+                                             'were read'):
+            estimate_background(hdulist)
+
+    def test_bad_bunit(self, flat_sky):
+        """A BUNIT that is not a unit says how to give one."""
+        hdu = fits.PrimaryHDU(flat_sky[0])
+        hdu.header['BUNIT'] = 'furlongs'
+        with pytest.raises(ValueError, match="BUNIT 'furlongs' of 'the "
+                                             "PrimaryHDU' is not a unit; give "
+                                             'the unit another way'):
+            estimate_background(hdu)
 
     def test_unitless_is_adu(self, flat_sky):
         """A unitless input is taken to be in adu."""

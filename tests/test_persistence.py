@@ -393,6 +393,15 @@ class TestPickle:
         np.testing.assert_array_equal(
             residual, flat_sky[0].astype(np.float32) - background.data)
 
+    def test_original_left_as_it_was(self, flat_sky):
+        """Pickling computes the maps for the copy only: the original
+        keeps them lazy and subtracts with SEP's own subfrom."""
+        background = estimate_background(flat_sky[0], box_size=32)
+        assert not background.data_load
+        pickle.dumps(background)
+        assert not background.data_load
+        assert background._subtract_from is not None
+
     def test_read_from_file(self, flat_sky, tmp_path):
         """A background read lazily from a file pickles with its maps."""
         write_background(estimate_background(flat_sky[0], box_size=32),

@@ -145,11 +145,15 @@ class TestMisspeltOptions:
          r'sigma_clip'),
     ])
     def test_estimate_and_subtract(self, flat_sky, method, option, match):
-        """Both steps refuse it before any work, in the same words."""
+        """Both steps refuse it before any work, each naming itself (and
+        subtract_background listing its own keywords too)."""
         ccd = CCDData(flat_sky[0], unit='adu')
         with pytest.raises(TypeError, match=match):
             estimate_background(ccd, method=method, **{option: 1})
-        with pytest.raises(TypeError, match=match):
+        hint = match.split(';')[0].split('.*')[0]
+        with pytest.raises(TypeError, match=f'{hint}; subtract_background '
+                           f'with method={method!r} takes: add_keyword, '
+                           'background, '):
             subtract_background(ccd, method=method, **{option: 1})
 
     def test_batch_refuses_before_any_file(self, tmp_path):
@@ -177,3 +181,56 @@ class TestMisspeltOptions:
         with pytest.raises(TypeError, match="'percentil' .*percentile"):
             estimate_background(flat_sky[0], method='anything',
                                 percentil=90.0)
+
+
+class TestMisspeltOwnKeywords:
+    """Each public function's own keywords are in its hints too."""
+
+    def test_subtract_background(self, flat_sky):
+        """gain, add_keyword: with or without a background given."""
+        ccd = CCDData(flat_sky[0], unit='adu')
+        background = estimate_background(ccd, box_size=32)
+        for args in ((ccd,), (ccd, background)):
+            with pytest.raises(TypeError, match="^unknown option 'gian' "
+                               r"\(did you mean 'gain'\?\); subtract_"
+                               "background with method='sep' takes: "
+                               'add_keyword, background, box_size'):
+                subtract_background(*args, gian=2.0)
+
+    def test_process_files(self, tmp_path):
+        """process_files names its own keywords too."""
+        with pytest.raises(TypeError, match=r"'overwirte' \(did you mean "
+                                            "'overwrite'"):
+            process_files([], output_dir=tmp_path, overwirte=True)
+
+    @pytest.mark.parametrize('call', ['estimate', 'batch'])
+    def test_source_mask_options(self, flat_sky, tmp_path, call):
+        """A misspelt source_mask_options key is refused before any work
+        (in a batch: once, not for every file)."""
+        options = {'source_mask': 'auto',
+                   'source_mask_options': {'treshold': 3.0}}
+        with pytest.raises(TypeError, match="^unknown option 'treshold' "
+                           r"\(did you mean 'threshold'\?\); source_mask_"
+                           'options takes: box_size, dilate'):
+            if call == 'estimate':
+                estimate_background(flat_sky[0], **options)
+            else:
+                process_files([tmp_path / 'missing.fits'],
+                              output_dir=tmp_path, **options)
+
+    @pytest.mark.usefixtures('clean_registry')
+    def test_options_attribute(self, flat_sky):
+        """An options attribute may be one name; a non-iterable one is
+        refused with a message."""
+
+        def anything(data, **options):
+            return _percentile_estimator(data, **options)
+
+        register_estimator('anything', anything)
+        anything.options = 'percentile'
+        assert estimate_background(flat_sky[0], method='anything',
+                                   percentile=10.0).method == 'anything'
+        anything.options = 3
+        with pytest.raises(TypeError, match='options attribute must name '
+                                            'its options'):
+            estimate_background(flat_sky[0], method='anything')
