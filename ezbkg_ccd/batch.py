@@ -14,7 +14,6 @@ another input is a failure, never silently kept.
 
 import contextlib
 import functools
-import inspect
 import logging
 import os
 import time
@@ -42,6 +41,7 @@ from ezbkg_ccd.persistence import (
     write_with_background,
 )
 from ezbkg_ccd.provenance import record_target
+from ezbkg_ccd.registry import keyword_names
 from ezbkg_ccd.steps import (
     PUBLIC_OPTIONS,
     check_keywords,
@@ -254,13 +254,6 @@ def _progress(total, enabled):
     return Bar(total=total, unit='frame')
 
 
-def _keywords(function):
-    """The keyword-only parameter names of ``function``."""
-    return [name for name, parameter in
-            inspect.signature(function).parameters.items()
-            if parameter.kind is parameter.KEYWORD_ONLY]
-
-
 def _log(report):
     level = logging.WARNING if report['status'] == 'failed' else logging.INFO
     detail = report.get('error') or report.get('reason')
@@ -370,7 +363,7 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     check_keywords(  # once, not in every worker
         options.get('method', 'sep'), options,
         options.get('source_mask_options'), function='process_files',
-        public=(*PUBLIC_OPTIONS, *_keywords(process_files)))
+        public=(*PUBLIC_OPTIONS, *keyword_names(process_files)))
     inputs = _input_paths(paths)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     outputs = _outputs(inputs, output_dir, MODES[mode] if suffix is None

@@ -6,7 +6,6 @@ Each follows the calling convention of `ezbkg_ccd.registry` and is
 registered under its name when the package is imported.
 """
 
-import inspect
 import warnings
 
 import numpy as np
@@ -19,7 +18,11 @@ from ezbkg_ccd._coverage import MIN_MESH_COVERAGE, well_covered
 from ezbkg_ccd._sep_c import TESTED_VERSIONS
 from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
 from ezbkg_ccd.edges import fill_edges
-from ezbkg_ccd.registry import BackgroundEstimate, register_estimator
+from ezbkg_ccd.registry import (
+    BackgroundEstimate,
+    keyword_names,
+    register_estimator,
+)
 
 __all__ = ['sep_estimator', 'constant_estimator', 'photutils_estimator']
 
@@ -247,10 +250,8 @@ def _background2d_options():
     pass through ``photutils_estimator``."""
     from photutils.background import Background2D
 
-    return {name for name, parameter in
-            inspect.signature(Background2D).parameters.items()
-            if parameter.kind is parameter.KEYWORD_ONLY} - {
-                'mask', 'filter_size', 'filter_threshold'}
+    return set(keyword_names(Background2D)) - {
+        'box_size', 'mask', 'filter_size', 'filter_threshold'}
 
 
 photutils_estimator.options = _background2d_options

@@ -224,15 +224,22 @@ def estimator_options(estimator):
                    f'(names, or a callable returning them), got {declared!r}')
             raise TypeError(msg) from None
     try:
-        parameters = list(inspect.signature(estimator).parameters.values())
+        parameters = inspect.signature(estimator).parameters.values()
     except (TypeError, ValueError):  # no signature to read (compiled code)
         return None
-    parameters = parameters[1:]  # the data
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return None
-    return frozenset(p.name for p in parameters
-                     if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                     ) - set(STANDARD_KEYWORDS)
+    return frozenset(keyword_names(estimator)) - set(STANDARD_KEYWORDS)
+
+
+def keyword_names(function):
+    """
+    The names of the parameters of ``function`` after its first (the data
+    or image) that can be given by keyword.
+    """
+    parameters = list(inspect.signature(function).parameters.values())[1:]
+    return tuple(p.name for p in parameters
+                 if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 def refuse_unknown(given, accepted, *, context):

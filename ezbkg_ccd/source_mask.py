@@ -3,7 +3,6 @@
 Automatic source masks: detect, dilate, re-estimate, iterate.
 """
 
-import inspect
 
 import numpy as np
 import sep
@@ -12,6 +11,7 @@ from scipy import ndimage
 
 from ezbkg_ccd._conditioning import range_scaling
 from ezbkg_ccd._inputs import as_ccddata, working_copy
+from ezbkg_ccd.registry import keyword_names
 from ezbkg_ccd.steps import estimate_background
 
 __all__ = ['make_source_mask', 'MAX_MASKED']
@@ -193,6 +193,4 @@ def make_source_mask(ccd, *, mask=None, threshold=1.5, min_area=5,
 
 #: The ``source_mask_options`` of `~ezbkg_ccd.estimate_background`.
 SOURCE_MASK_OPTIONS = tuple(
-    name for name, parameter in
-    inspect.signature(make_source_mask).parameters.items()
-    if parameter.kind is parameter.KEYWORD_ONLY and name != 'mask')
+    name for name in keyword_names(make_source_mask) if name != 'mask')

@@ -3,7 +3,6 @@
 The ccdproc-style reduction steps: estimate and subtract the background.
 """
 
-import inspect
 import os
 from numbers import Real
 
@@ -31,7 +30,12 @@ from ezbkg_ccd.provenance import (
     provenance_header,
     record_target,
 )
-from ezbkg_ccd.registry import check_options, get_estimator, refuse_unknown
+from ezbkg_ccd.registry import (
+    check_options,
+    get_estimator,
+    keyword_names,
+    refuse_unknown,
+)
 
 __all__ = ['estimate_background', 'subtract_background', 'is_subtracted']
 
@@ -300,10 +304,7 @@ def _affirmative(value):
 
 
 #: The keywords of `estimate_background` (for messages on misspelt ones).
-PUBLIC_OPTIONS = tuple(
-    name for name, parameter in
-    inspect.signature(estimate_background).parameters.items()
-    if parameter.kind is parameter.KEYWORD_ONLY)
+PUBLIC_OPTIONS = keyword_names(estimate_background)
 
 
 def subtract_background(ccd, background=None, *, gain=None,
@@ -454,9 +455,4 @@ def _output_mask(ccd, background, residual, estimated):
 
 #: The keywords of `subtract_background` besides those of
 #: `estimate_background`.
-SUBTRACT_OPTIONS = tuple(
-    name for name, parameter in
-    inspect.signature(subtract_background).parameters.items()
-    if parameter.kind in (parameter.KEYWORD_ONLY,
-                          parameter.POSITIONAL_OR_KEYWORD)
-    and name != 'ccd')
+SUBTRACT_OPTIONS = keyword_names(subtract_background)
