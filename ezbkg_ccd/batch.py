@@ -23,7 +23,7 @@ from pathlib import Path
 from astropy.io import fits
 
 from ezbkg_ccd._fits import atomic_write, open_fits, remove_stale_temporaries
-from ezbkg_ccd._reader import image_hdus, read_ccddata
+from ezbkg_ccd._reader import hdulist_ccddata, image_hdus
 from ezbkg_ccd._runners import (
     holding_stop_signals,
     run_dask,
@@ -104,16 +104,17 @@ class _Skip(Exception):
 
 def _frames(path, settings):
     """``(index, CCDData)`` of the image HDU(s) to process."""
-    with open_fits(path) as hdulist:
+    with open_fits(path) as hdulist:  # once, for every HDU read
         found = image_hdus(hdulist)
         if not found and BACKGROUND_HDUS[0] in hdulist:
             raise _Skip('a background file (BKG/BKGRMS, no image)')
-    indices = found if settings['all_hdus'] else [settings['hdu']]
-    if not indices:
-        msg = 'no 2-D image HDU'
-        raise ValueError(msg)
-    frames = [(index, read_ccddata(path, hdu=index, unit=settings['unit']))
-              for index in indices]
+        indices = found if settings['all_hdus'] else [settings['hdu']]
+        if not indices:
+            msg = 'no 2-D image HDU'
+            raise ValueError(msg)
+        frames = [(index, hdulist_ccddata(hdulist, hdu=index, path=path,
+                                          unit=settings['unit']))
+                  for index in indices]
     if (settings['mode'] == 'subtract' and not settings['resubtract']
             and any(is_subtracted(ccd.meta) for _, ccd in frames)):
         raise _Skip('already background-subtracted (BKGSUB = T); pass '
