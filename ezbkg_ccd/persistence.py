@@ -20,7 +20,11 @@ from astropy.io import fits
 from ezbkg_ccd._fits import atomic_write, check_writable, open_fits
 from ezbkg_ccd._headers import writable_header
 from ezbkg_ccd._inputs import as_ccddata
-from ezbkg_ccd._reader import AUXILIARY_HDUS, image_index, read_ccddata
+from ezbkg_ccd._reader import (
+    AUXILIARY_HDUS,
+    hdulist_ccddata,
+    image_index,
+)
 from ezbkg_ccd._wcs import ccd_hdus
 from ezbkg_ccd.background import Background
 from ezbkg_ccd.provenance import KEYWORDS, REQUIRED_KEYWORDS, path_from_header
@@ -319,11 +323,12 @@ def read_with_background(path, *, hdu=None):
         also if the file holds backgrounds, but none of the image's
         ``EXTVER``.
     """
-    with open_fits(path, memmap=True) as hdulist:
+    with open_fits(path, memmap=True) as hdulist:  # the arrays are copied
         index = image_index(hdulist, hdu, path)
         extver = hdulist[index].header.get('EXTVER', 1) if index else 1
         background = _background_from_hdulist(hdulist, path, extver)
-    return read_ccddata(path, hdu=hdu), background
+        ccd = hdulist_ccddata(hdulist, hdu=hdu, path=path)
+    return ccd, background
 
 
 def recorded_target(path):
