@@ -81,7 +81,7 @@ def main(argv=None):
             print('dask.distributed is not installed: no Dask row')
         else:
             with LocalCluster(n_workers=cores, threads_per_worker=1,
-                              processes=True, dashboard_address=None,
+                              processes=True, dashboard_address=':0',
                               silence_logs=50) as cluster, \
                     Client(cluster) as client:
                 client.run(lambda: None)  # workers up before timing

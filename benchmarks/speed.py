@@ -21,7 +21,7 @@ e. the checks of what SEP cannot take (``_conditioning.condition``: -1e30
    markers, float32 range and precision) and of a negative RMS map, part
    of (b), timed alone.
 
-And one frame in strips: ``estimate_background(data, n_jobs=2)``
+And one frame in strips: ``estimate_background(data, n_threads=2)``
 against one job, on 4096^2 and 8192^2 (2048^2 with ``--quick``), with
 the largest difference between their maps.
 
@@ -182,15 +182,15 @@ def bench_strips(size, repeats):
     """
     data = make_frame(size)
     single, parallel = [], []
-    estimate_background(data, n_jobs=2)
+    estimate_background(data, n_threads=2)
     cases = [(single, lambda: estimate_background(data).load()),
-             (parallel, lambda: estimate_background(data, n_jobs=2))]
+             (parallel, lambda: estimate_background(data, n_threads=2))]
     for round_ in range(repeats):
         for times, function in cases[::-1] if round_ % 2 else cases:
             times.append(timed(function))
     ratios = [one / two for one, two in zip(single, parallel, strict=True)]
     one_call = estimate_background(data)
-    stitched = estimate_background(data, n_jobs=2)
+    stitched = estimate_background(data, n_threads=2)
     difference = {name: np.abs(getattr(stitched, name) - getattr(one_call, name))
                   for name in ('data', 'rms')}
     return {'frame': f'{size}^2 float32', 'rounds': repeats,

@@ -333,3 +333,23 @@ def restore(estimate, conditioning):
             global_back=estimate.global_back * scale + conditioning.offset,
             global_rms=estimate.global_rms * scale, subtract_from=None)
     return dataclasses.replace(estimate, **changes)
+
+
+def work_dtype(dtype):
+    """
+    Float dtype in which SEP works: float64 for float64 data and for
+    integers wider than 16 bits (which float32 cannot hold exactly),
+    float32 for everything else.
+    """
+    wide = dtype.itemsize >= 8 if dtype.kind == 'f' else (
+        dtype.kind in 'iu' and dtype.itemsize >= 4)
+    return np.dtype(np.float64 if wide else np.float32)
+
+
+def working_copy(data):
+    """
+    Return ``data`` as a native, C-contiguous float array for SEP.
+
+    No copy is made when ``data`` already is one (float32 or float64).
+    """
+    return np.ascontiguousarray(data, dtype=work_dtype(data.dtype))

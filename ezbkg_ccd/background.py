@@ -3,11 +3,9 @@
 The `Background` class: a background map, its RMS and its provenance.
 """
 
-from pathlib import Path
-
 import astropy.units as u
 import numpy as np
-from astropy.io import fits
+from astropy.io import fits, registry
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ezbkg_ccd.provenance import REQUIRED_KEYWORDS
@@ -20,14 +18,63 @@ __all__ = ['Background']
 MODE_VARIANCE_FACTOR = 6.25 * np.pi / 2 + 2.25 - 7.5
 
 
+class BackgroundRead(registry.UnifiedReadWrite):
+    """
+    Read a background with astropy's unified I/O.
+
+    The ``fits`` format (registered by `ezbkg_ccd.persistence`) reads a
+    standalone background file or the background stored in a science
+    file (`~ezbkg_ccd.read_background`); further formats can be
+    registered with `astropy.io.registry` for `Background`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd import Background, estimate_background
+    >>> estimate_background(np.full((64, 64), 4.0), box_size=32).write(
+    ...     tmp_path / 'bkg.fits')
+    >>> Background.read(tmp_path / 'bkg.fits').global_back
+    4.0
+    """
+
+    def __init__(self, instance, cls):
+        super().__init__(instance, cls, 'read', registry=None)
+
+    def __call__(self, *args, **kwargs):
+        return self.registry.read(self._cls, *args, **kwargs)
+
+
+class BackgroundWrite(registry.UnifiedReadWrite):
+    """
+    Write a background with astropy's unified I/O.
+
+    The ``fits`` format writes a standalone background file, an empty
+    primary HDU with ``BKG`` and ``BKGRMS``
+    (`~ezbkg_ccd.write_background`: ``overwrite``, ``compress``,
+    ``full_map``).
+    """
+
+    def __init__(self, instance, cls):
+        super().__init__(instance, cls, 'write', registry=None)
+
+    def __call__(self, *args, **kwargs):
+        if not args:
+            msg = 'Background.write needs the file to write: write(path)'
+            raise TypeError(msg)
+        self.registry.write(self._instance, *args, **kwargs)
+
+
 class Background:
     """
     A sky background: full-resolution map, RMS map and provenance.
 
-    Made by `~ezbkg_ccd.estimate_background` or read from FITS with
-    `Background.read`; every descriptive attribute (method, sizes, global
+    Made by `~ezbkg_ccd.estimate_background`, read with
+    `Background.read` and written with `Background.write` (astropy's
+    unified I/O); every descriptive attribute (method, sizes, global
     level, unit) is read from the provenance ``header``, so what is
-    written is exactly what is read back.
+    written is exactly what is read back. A result holds no file state:
+    the ezphot workflow's backgrounds, which know their file, are
+    `~ezbkg_ccd.background_file.BackgroundFile`.
 
     Parameters
     ----------
@@ -43,8 +90,6 @@ class Background:
         The source mask the estimate excluded, if any.
     invalid_mask : `~numpy.ndarray` of bool, optional
         The invalid pixels the estimate excluded, if known.
-    path : str or `~pathlib.Path`, optional
-        The file this background was read from or written to.
     shape : (int, int), optional
         The image shape; required when a map is a callable.
     subtract_from : callable, optional
@@ -70,9 +115,11 @@ class Background:
     (10.0, 1.0, Unit("adu"))
     """
 
+    read = registry.UnifiedReadWriteMethod(BackgroundRead)
+    write = registry.UnifiedReadWriteMethod(BackgroundWrite)
+
     def __init__(self, data, rms, header, *, source_mask=None,
-                 invalid_mask=None, path=None, shape=None,
-                 subtract_from=None):
+                 invalid_mask=None, shape=None, subtract_from=None):
         self._data = data if callable(data) else np.asanyarray(data)
         self._rms = rms if callable(rms) else np.asanyarray(rms)
         if callable(data) or callable(rms):
@@ -94,11 +141,6 @@ class Background:
         self.header = header
         self.source_mask = source_mask
         self.invalid_mask = invalid_mask
-        self.path = None if path is None else Path(path)
-        self.is_saved = False
-        #: Whether `remove` may delete the file at `path` (`False` for a
-        #: background found through a header's ``BKGPATH``).
-        self.removable = True
 
     @property
     def data(self):
@@ -263,81 +305,18 @@ class Background:
                        meta=fits.Header(self.header))
 
     @property
-    def is_exists(self):
-        """Whether a file exists at `path`."""
-        return self.path is not None and self.path.is_file()
-
-    @property
     def data_load(self):
         """Whether the background map is in memory (not still to compute)."""
         return not callable(self._data)
 
-    @property
-    def header_load(self):
-        """Whether the provenance header is in memory."""
-        return self.header is not None
-
-    @property
-    def savedir(self):
-        """The folder of `path` (`None` without a path)."""
-        return None if self.path is None else self.path.parent
-
-    def write(self, path=None, *, overwrite=False, compress=False):
-        """
-        Write this background to a standalone FITS file.
-
-        See `ezbkg_ccd.write_background` for the parameters; ``path``
-        defaults to `path`.
-        """
-        from ezbkg_ccd.persistence import write_background
-
-        write_background(self, path, overwrite=overwrite, compress=compress)
-
-    @classmethod
-    def read(cls, path):
-        """
-        Read a background from a standalone file or a science file.
-
-        See `ezbkg_ccd.read_background`.
-        """
-        from ezbkg_ccd.persistence import read_background
-
-        return read_background(path)
-
-    def remove(self):
-        """
-        Delete the file at `path`; the object itself is kept.
-
-        Returns
-        -------
-        removed : bool
-            Whether a file was deleted.
-
-        Raises
-        ------
-        PermissionError
-            If this background was found through a header's ``BKGPATH``
-            (`removable` is `False`): a header never steers a delete.
-        """
-        if not self.removable:
-            msg = (f'{str(self.path)!r} was found through a BKGPATH header '
-                   'keyword; ezbkg-ccd never deletes a file a header names. '
-                   'Delete it yourself if it is yours')
-            raise PermissionError(msg)
-        self.is_saved = False
-        if not self.is_exists:
-            return False
-        self.path.unlink()
-        return True
+    def _fields(self):
+        """What `repr` shows."""
+        return {'method': self.method, 'shape': self.shape,
+                'global_back': f'{self.global_back:.6g}',
+                'global_rms': f'{self.global_rms:.6g}', 'unit': self.unit,
+                'data_load': self.data_load}
 
     def __repr__(self):
-        fields = {'is_exists': self.is_exists, 'is_saved': self.is_saved,
-                  'data_load': self.data_load,
-                  'header_load': self.header_load, 'path': self.path,
-                  'savedir': self.savedir, 'method': self.method,
-                  'shape': self.shape,
-                  'global_back': f'{self.global_back:.6g}',
-                  'global_rms': f'{self.global_rms:.6g}', 'unit': self.unit}
         lines = ',\n'.join(f'  {key} = {value}'
-                           for key, value in fields.items())
+                           for key, value in self._fields().items())
         return f'Background(\n{lines}\n)'

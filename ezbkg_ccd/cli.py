@@ -83,6 +83,8 @@ def _batch(arguments):
         options['source_mask'] = 'auto'
     if arguments.reject_skewed:
         options['reject_skewed'] = True
+    if arguments.threads > 1:
+        options['n_threads'] = arguments.threads
     reports = process_files(
         arguments.files, output_dir=arguments.output_dir,
         n_jobs=arguments.jobs, client=arguments.scheduler,
@@ -205,6 +207,10 @@ def _add_batch_parser(commands, name, help_text):
                         help='local worker processes (default: all cores); '
                              'a file that crashes its worker is reported '
                              'and the others go on')
+    parser.add_argument('--threads', type=_positive, default=1,
+                        help='threads within each frame (method sep: '
+                             'strips, worth it for 4096x4096 frames or '
+                             'more; default 1)')
     parser.add_argument('--scheduler', default=None, metavar='ADDRESS',
                         help='run on the Dask scheduler at ADDRESS')
     parser.set_defaults(run=_batch)

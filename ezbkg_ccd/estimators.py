@@ -11,13 +11,13 @@ import warnings
 import numpy as np
 import sep
 from astropy.stats import SigmaClip, sigma_clipped_stats
-from astropy.utils.exceptions import AstropyUserWarning
+from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
 
-from ezbkg_ccd import strips
-from ezbkg_ccd._coverage import MIN_MESH_COVERAGE, well_covered
-from ezbkg_ccd._sep_c import TESTED_VERSIONS
+from ezbkg_ccd._sep import strips
+from ezbkg_ccd._sep.binding import TESTED_VERSIONS
+from ezbkg_ccd._validation import as_choice, as_int
 from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
-from ezbkg_ccd.edges import fill_edges
+from ezbkg_ccd.meshes import MIN_MESH_COVERAGE, fill_edges
 from ezbkg_ccd.registry import (
     BackgroundEstimate,
     keyword_names,
@@ -25,31 +25,6 @@ from ezbkg_ccd.registry import (
 )
 
 __all__ = ['sep_estimator', 'constant_estimator', 'photutils_estimator']
-
-
-def _require_usable_mesh(mask, box_size):
-    """
-    Raise unless at least one mesh has enough usable pixels.
-
-    SEP silently returns ``globalback=0, globalrms=1`` when no mesh is
-    usable; this turns that case into a clear error.
-    """
-    if box_size[0] > mask.shape[0] or box_size[1] > mask.shape[1]:
-        msg = (f'box_size {box_size} is larger than the image {mask.shape}; '
-               'use a smaller box_size or method="constant"')
-        raise ValueError(msg)
-    excluded = np.count_nonzero(mask)
-    if excluded <= (1 - MIN_MESH_COVERAGE) * mask.size:
-        return  # some mesh is at least as usable as the whole image
-    for top in range(0, mask.shape[0], box_size[0]):
-        if well_covered(~mask[top:top + box_size[0]], box_size[1]).any():
-            return
-    msg = (f'ccd has too few valid pixels to estimate a background: no '
-           f'{box_size[0]}x{box_size[1]} box is at least '
-           f'{MIN_MESH_COVERAGE:.0%} unmasked ({mask.size - excluded} usable '
-           f'of {mask.size} pixels); use a larger box_size, a smaller mask '
-           'or method="constant"')
-    raise ValueError(msg)
 
 
 def _without_single_pixels(mask, box_size):
@@ -79,7 +54,7 @@ def _without_single_pixels(mask, box_size):
 
 
 def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
-                  n_jobs=1, edge='spline'):
+                  n_threads=1, edge='spline', n_jobs=None):
     """
     SExtractor's mesh background, computed by SEP.
 
@@ -93,15 +68,16 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
 
     ``edge='adaptive'`` replaces the spline's extrapolation between the
     image edge and the outermost mesh centres, which amplifies mesh
-    noise, by `~ezbkg_ccd.edges.fill_edges`: linear where the last two
+    noise, by `~ezbkg_ccd.meshes.fill_edges`: linear where the last two
     meshes differ significantly, flat where they do not. The default
     ``'spline'`` is SExtractor's map exactly.
 
-    With ``n_jobs > 1`` a large frame is split into strips computed in
-    parallel threads (`ezbkg_ccd.strips`); the maps and global values
-    are the single call's, bit for bit. With a SEP version not tested
-    with ezbkg-ccd, or one whose C library fails the self-check of
-    `~ezbkg_ccd.strips.usable`, this warns and makes one call.
+    With ``n_threads > 1`` a large frame is split into strips computed
+    in parallel threads; the maps and global values are the single
+    call's, bit for bit. With a SEP version not tested with ezbkg-ccd,
+    or one whose C library fails the strips' self-check, this warns and
+    makes one call. ``n_jobs`` is the deprecated name of ``n_threads``
+    (``n_jobs`` now means processes, in `~ezbkg_ccd.process_files`).
 
     Examples
     --------
@@ -118,30 +94,30 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         msg = (f'box_size must be at least 2 pixels wide for method "sep" '
                f'(SEP cannot interpolate 1-pixel-wide meshes), got {box_size}')
         raise ValueError(msg)
-    _require_usable_mesh(mask, box_size)
+    if n_jobs is not None:
+        msg = ('n_jobs of the sep estimator is deprecated: use n_threads '
+               '(n_jobs means processes in process_files and the CLI)')
+        warnings.warn(msg, AstropyDeprecationWarning, stacklevel=2)
+        n_threads = n_jobs
+    n_threads = as_int(n_threads, name='n_threads')
+    as_choice(edge, name='edge', choices=('spline', 'adaptive'))
     mask = _without_single_pixels(mask, box_size)
-    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
-        msg = f'n_jobs must be a positive int, got {n_jobs!r}'
-        raise ValueError(msg)
     options = {'mask': mask if mask.any() else None, 'bh': box_size[0],
                'bw': box_size[1], 'fh': filter_size[0], 'fw': filter_size[1],
                'fthresh': filter_threshold}
-    if edge not in ('spline', 'adaptive'):
-        msg = f"edge must be 'spline' or 'adaptive', got {edge!r}"
-        raise ValueError(msg)
     samples = box_size[0] * box_size[1]
-    if n_jobs > 1 and not strips.usable():
+    if n_threads > 1 and not strips.usable():
         why = (f'sep {sep.__version__} failed its self-check'
                if strips.AVAILABLE else
                f'needs a SEP version tested with ezbkg-ccd '
                f'({", ".join(TESTED_VERSIONS)}), found sep {sep.__version__}')
-        msg = (f'n_jobs={n_jobs}: threaded strips {why}; computing the '
-               'background in one call')
+        msg = (f'n_threads={n_threads}: threaded strips {why}; computing '
+               'the background in one call')
         warnings.warn(msg, AstropyUserWarning, stacklevel=2)
-        n_jobs = 1
-    if n_jobs > 1:
+        n_threads = 1
+    if n_threads > 1:
         back, rms, global_back, global_rms = strips.sep_strips(
-            data, n_jobs=n_jobs, **options)
+            data, n_threads=n_threads, **options)
         extra, subtract_from = {}, None
     else:
         background = sep.Background(data, **options)
@@ -228,7 +204,6 @@ def photutils_estimator(data, *, mask, box_size, filter_size,
     """
     from photutils.background import Background2D, SExtractorBackground
 
-    _require_usable_mesh(mask, box_size)
     options = {'sigma_clip': SigmaClip(sigma=3.0, maxiters=10),
                'bkg_estimator': SExtractorBackground(),
                'exclude_percentile': 100 * (1 - MIN_MESH_COVERAGE)}
@@ -255,6 +230,7 @@ def _background2d_options():
 
 
 photutils_estimator.options = _background2d_options
+constant_estimator.uses_meshes = False
 
 
 register_estimator('sep', sep_estimator)

@@ -1,14 +1,27 @@
 # Licensed under a 3-clause BSD style license - see LICENSE
 """
-Invalid-pixel masks: the documented rule behind ``ScienceImage.invalidmask``.
+The two mask makers: invalid pixels (never used, by one rule for every
+entry point) and sources (detected, grown and re-estimated).
 """
 
 import numpy as np
+import sep
 from scipy import ndimage
 
-from ezbkg_ccd._inputs import as_ccddata, as_mask
+from ezbkg_ccd import _engine
+from ezbkg_ccd._validation import (
+    as_ccddata,
+    as_int,
+    as_mask,
+    as_number,
+    as_saturation,
+    as_settings,
+    as_zero_area,
+)
+from ezbkg_ccd.registry import keyword_names
 
-__all__ = ['invalid_pixel_mask', 'saturation_level', 'SATURATION_KEYWORDS']
+__all__ = ['invalid_pixel_mask', 'make_source_mask', 'saturation_level',
+           'SATURATION_KEYWORDS', 'MAX_MASKED']
 
 #: Header keywords searched, in order, for the saturation level.
 SATURATION_KEYWORDS = ('SATURATE', 'SATLEVEL', 'SATURATN')
@@ -31,7 +44,50 @@ def saturation_level(header):
     return None
 
 
-def invalid_pixel_mask(ccd, *, saturation='header', zero_area=100):
+def _zero_areas(data, zero_area):
+    """Exact zeros in connected (8-neighbour) regions of at least
+    ``zero_area`` pixels, or `None`."""
+    zeros = data == 0
+    if not zeros.any():
+        return None
+    labels, count = ndimage.label(zeros, structure=np.ones((3, 3)))
+    sizes = np.bincount(labels.ravel())
+    large = sizes >= zero_area
+    large[0] = False
+    return large[labels] if large.any() else None
+
+
+def invalid_pixels(ccd, mask=None, *, saturation='header', zero_area=100):
+    """
+    The invalid pixels of ``ccd`` (a `~astropy.nddata.CCDData`) by the
+    rule of `invalid_pixel_mask`, with the names of what made them
+    (``BKGINVM``), from validated arguments.
+    """
+    data = ccd.data
+    invalid = np.isfinite(data)
+    np.logical_not(invalid, out=invalid)
+    sources = ['nonfinite'] if invalid.any() else []
+    for name, extra in (('ccd.mask', ccd.mask), ('mask', mask)):
+        extra = as_mask(extra, name=name, shape=data.shape)
+        if extra is not None:
+            invalid |= extra
+            sources.append(name)
+    level = (saturation_level(ccd.meta) if saturation == 'header'
+             else saturation)
+    if level is not None:
+        with np.errstate(invalid='ignore'):
+            saturated = data >= level
+        if saturated.any():
+            invalid |= saturated
+            sources.append('saturated')
+    zeros = None if zero_area is None else _zero_areas(data, zero_area)
+    if zeros is not None:
+        invalid |= zeros
+        sources.append('zero-area')
+    return invalid, sources
+
+
+def invalid_pixel_mask(ccd, *, mask=None, saturation='header', zero_area=100):
     """
     Pixels that must never be used: the rule of ``invalidmask``.
 
@@ -44,10 +100,16 @@ def invalid_pixel_mask(ccd, *, saturation='header', zero_area=100):
        ``zero_area`` zero pixels: chip gaps, dead columns, zero-padded
        borders. Isolated zeros are valid data.
 
+    Every entry point uses this rule: `~ezbkg_ccd.estimate_background`,
+    `~ezbkg_ccd.subtract_background`, `make_source_mask`, the batch and
+    the ezphot workflow.
+
     Parameters
     ----------
     ccd : `~astropy.nddata.CCDData`, array_like or path
         The image.
+    mask : array_like of bool, optional
+        Further invalid pixels.
     saturation : float, 'header' or None, optional
         The saturation level; ``'header'`` (default) reads ``SATURATE``,
         ``SATLEVEL`` or ``SATURATN`` from the header (no saturation mask
@@ -74,28 +136,224 @@ def invalid_pixel_mask(ccd, *, saturation='header', zero_area=100):
     (52, False)
     """
     ccd = as_ccddata(ccd)
-    data = ccd.data
-    with np.errstate(invalid='ignore'):
-        mask = ~np.isfinite(data) if data.dtype.kind == 'f' else np.zeros(
-            data.shape, bool)
-        if ccd.mask is not None:
-            mask |= as_mask(ccd.mask, name='ccd.mask', shape=data.shape)
-        if isinstance(saturation, str):
-            if saturation != 'header':
-                msg = ("saturation must be a number, 'header' or None, got "
-                       f'{saturation!r}')
-                raise ValueError(msg)
-            saturation = saturation_level(ccd.meta)
-        if saturation is not None:
-            mask |= data >= saturation
-    if zero_area is not None:
-        if not isinstance(zero_area, int) or zero_area < 1:
-            msg = f'zero_area must be a positive int or None, got {zero_area!r}'
-            raise ValueError(msg)
-        labels, count = ndimage.label(data == 0, structure=np.ones((3, 3)))
-        if count:
-            sizes = np.bincount(labels.ravel())
-            large = sizes >= zero_area
-            large[0] = False
-            mask |= large[labels]
-    return mask
+    invalid, _ = invalid_pixels(ccd, mask, saturation=as_saturation(saturation),
+                                zero_area=as_zero_area(zero_area))
+    return invalid
+
+
+def prepare_frame(ccd, mask=None, *, saturation='header', zero_area=100,
+                  target=None):
+    """The `~ezbkg_ccd._engine.Frame` of a `~astropy.nddata.CCDData`."""
+    invalid, sources = invalid_pixels(ccd, mask, saturation=saturation,
+                                      zero_area=zero_area)
+    return _engine.prepare(ccd.data, invalid, sources, unit=ccd.unit,
+                           target=target)
+
+
+#: Footprint growth is reduced (halved, repeatedly) while sources and
+#: invalid pixels together would cover more than this fraction of the
+#: image, so that enough meshes stay usable in crowded fields.
+MAX_MASKED = 0.5
+
+
+def _growth(objects, rms, *, threshold, wing_level, dilate, max_growth):
+    """
+    Pixels to grow each detected footprint by, from its size and peak.
+
+    For an exponential profile through the peak ``p`` (in RMS units)
+    that crosses the detection ``threshold`` at the footprint's
+    equivalent radius ``R``, the light falls to ``wing_level`` at
+    ``R * ln(p / wing_level) / ln(p / threshold)``: faint extended
+    sources grow by several times their size, bright compact ones less.
+    """
+    radius = np.sqrt(objects['npix'] / np.pi)
+    peak = np.maximum(objects['peak'] / rms, threshold * 1.05)
+    ratio = np.log(peak / wing_level) / np.log(peak / threshold)
+    ratio = np.clip(ratio, 1.0, max_growth)
+    return np.maximum(radius * (ratio - 1.0), dilate)
+
+
+def _faint_wings(residual, masked, extended, rms, threshold, scale):
+    """
+    The faint wings of extended sources.
+
+    Connected regions brighter than ``threshold`` in the residual
+    averaged over ``scale`` x ``scale`` boxes (noise ``rms / scale``),
+    which reach down to about ``threshold / scale`` times the RMS, are
+    kept where they come within ``scale`` pixels of an ``extended``
+    (masked) source: the wings that pixel-level detection misses, and
+    not the large-scale misfit of a first background, which is not
+    attached to a large source.
+    """
+    clean = np.where(masked, 0, residual).astype(np.float32, copy=False)
+    smooth = ndimage.uniform_filter(clean, size=scale, mode='constant')
+    labels, count = ndimage.label(smooth > threshold * rms / scale)
+    if not count or not extended.any():
+        return np.zeros(residual.shape, bool)
+    near = ndimage.distance_transform_edt(~extended) <= scale
+    keep = np.zeros(count + 1, bool)
+    keep[np.unique(labels[near])] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def _grow(segmentation, growth):
+    """Mask every pixel within its nearest footprint's growth distance."""
+    if growth.size == 0:
+        return np.zeros(segmentation.shape, bool)
+    indices = np.empty((2, *segmentation.shape), np.int32)
+    distances = ndimage.distance_transform_edt(
+        segmentation == 0, return_indices=True, indices=indices)
+    nearest = segmentation[indices[0], indices[1]]
+    limits = np.concatenate([[0.0], growth])[nearest]
+    return distances <= limits
+
+
+def make_source_mask(ccd, *, mask=None, saturation='header', zero_area=100,
+                     threshold=1.5, min_area=5, dilate=2, wing_level=0.1,
+                     max_growth=6.0, smooth_scale=16, smooth_threshold=3.0,
+                     box_size=64, filter_size=3, max_iters=5,
+                     tolerance=0.01):
+    """
+    Mask the sources of an image automatically, faint wings included.
+
+    The background is estimated; sources are detected with SEP
+    (SExtractor's 3x3 convolution filter) on the background-subtracted
+    image at ``threshold`` times the background RMS; each footprint is
+    grown by a distance that scales with the source's size and
+    brightness, out to where an exponential profile through its peak
+    falls to ``wing_level`` times the RMS (at least ``dilate`` pixels,
+    at most ``max_growth`` times its radius); the background is
+    estimated again without them; and this repeats until the map
+    changes by less than ``tolerance`` times the global RMS, or
+    ``max_iters`` times.
+
+    Parameters
+    ----------
+    ccd : `~astropy.nddata.CCDData`, array_like or path
+        The image.
+    mask : array_like of bool, optional
+        Invalid pixels, never used (on top of ``ccd.mask`` and the other
+        pixels of the rule of `invalid_pixel_mask`).
+    saturation, zero_area : optional
+        The saturation level and smallest zeroed region of that rule.
+    threshold : float, optional
+        Detection threshold in units of the background RMS (default 1.5).
+    min_area : int, optional
+        Minimum number of pixels of a source (default 5).
+    dilate : int, optional
+        Least growth of a footprint in pixels (default 2).
+    wing_level : float, optional
+        Grow footprints out to this level of a source's light, in units
+        of the RMS (default 0.1).
+    max_growth : float, optional
+        A footprint grows to at most this many times its radius
+        (default 6).
+    box_size, filter_size : int or (int, int), optional
+        Mesh and filter sizes of the background estimates (64 and 3).
+    max_iters : int, optional
+        At most this many detect-and-estimate rounds (default 5).
+    tolerance : float, optional
+        Stop when the background changes by less than this fraction of
+        the global RMS (default 0.01).
+
+    Returns
+    -------
+    source_mask : `~numpy.ndarray` of bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd import make_source_mask
+    >>> rng = np.random.default_rng(0)
+    >>> data = rng.normal(100.0, 5.0, (128, 128))
+    >>> data[60:68, 60:68] += 200.0
+    >>> source_mask = make_source_mask(data, box_size=32)
+    >>> bool(source_mask[60:68, 60:68].all())
+    True
+    >>> float(source_mask[:40].mean()) < 0.02  # noise peaks are rare
+    True
+    """
+    ccd = as_ccddata(ccd)
+    settings = as_settings('sep', shape=ccd.shape, box_size=box_size,
+                           filter_size=filter_size, filter_threshold=0.0)
+    frame = prepare_frame(ccd, mask, saturation=as_saturation(saturation),
+                          zero_area=as_zero_area(zero_area))
+    return detect_sources(frame, settings, **check_source_mask_options({
+        'threshold': threshold, 'min_area': min_area, 'dilate': dilate,
+        'wing_level': wing_level, 'max_growth': max_growth,
+        'smooth_scale': smooth_scale, 'smooth_threshold': smooth_threshold,
+        'max_iters': max_iters, 'tolerance': tolerance}))
+
+
+#: The ``source_mask_options`` of `~ezbkg_ccd.estimate_background`.
+SOURCE_MASK_OPTIONS = tuple(
+    name for name in keyword_names(make_source_mask)
+    if name not in ('mask', 'saturation', 'zero_area'))
+
+#: The detection settings of `make_source_mask`: how each is checked.
+_DETECTION = {'threshold': as_number, 'wing_level': as_number,
+              'max_growth': as_number, 'smooth_threshold': as_number,
+              'tolerance': as_number, 'min_area': as_int,
+              'max_iters': as_int,
+              'dilate': lambda value, name: as_int(value, name=name, minimum=0),
+              'smooth_scale': lambda value, name: as_int(value, name=name,
+                                                         minimum=0)}
+
+
+def check_source_mask_options(options):
+    """The detection settings among ``options``, checked."""
+    return {name: _DETECTION[name](value, name=name)
+            for name, value in options.items() if name in _DETECTION}
+
+
+def _maps(raw):
+    """The background and (non-negative) RMS maps of an estimator's result."""
+    back, rms = (value() if callable(value) else value
+                 for value in (raw.background, raw.rms))
+    return back, np.maximum(rms, 0)
+
+
+def detect_sources(frame, settings, *, threshold=1.5, min_area=5, dilate=2,
+                   wing_level=0.1, max_growth=6.0, smooth_scale=16,
+                   smooth_threshold=3.0, max_iters=5, tolerance=0.01):
+    """
+    `make_source_mask` on a prepared `~ezbkg_ccd._engine.Frame`, with
+    the mesh ``settings`` of its estimates and checked options.
+    """
+    data, invalid = frame.work, frame.invalid
+    raw, _ = _engine.estimate_raw(frame, settings,
+                                  _engine.excluded_pixels(frame))
+    back, rms = _maps(raw)
+    sep.set_extract_pixstack(max(300_000, data.size))
+    sep.set_sub_object_limit(4096)
+    source_mask = np.zeros(data.shape, bool)
+    for _ in range(max_iters):
+        residual = np.subtract(data, back, dtype=data.dtype)
+        residual[invalid] = 0
+        objects, segmentation = sep.extract(
+            residual, threshold, err=rms, mask=invalid,
+            minarea=min_area, segmentation_map=True, clean=False,
+            filter_type='conv', deblend_cont=1.0)  # one object per footprint
+        growth = _growth(objects, raw.global_rms, threshold=threshold,
+                         wing_level=wing_level, dilate=dilate,
+                         max_growth=max_growth)
+        source_mask = _grow(segmentation, growth)
+        if smooth_scale:
+            large = np.flatnonzero(objects['npix'] >= smooth_scale**2)
+            extended = _grow(segmentation, np.where(
+                np.isin(np.arange(len(objects)), large), growth, -1.0))
+            source_mask |= _faint_wings(
+                residual, source_mask | invalid, extended,
+                raw.global_rms, smooth_threshold, smooth_scale)
+        while (np.count_nonzero(source_mask | invalid) > MAX_MASKED * data.size
+               and growth.size and growth.max() >= 1):
+            growth = growth / 2  # a crowded field: keep meshes usable
+            source_mask = _grow(segmentation, growth)
+        previous = back
+        raw, _ = _engine.estimate_raw(
+            frame, settings, _engine.excluded_pixels(frame, source_mask))
+        back, rms = _maps(raw)
+        if np.max(np.abs(back - previous)) < tolerance * raw.global_rms:
+            break
+    return source_mask

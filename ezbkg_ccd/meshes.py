@@ -1,20 +1,174 @@
 # Licensed under a 3-clause BSD style license - see LICENSE
 """
-Contaminated-mesh rejection: meshes skewed by sources are not trusted.
+The mesh grid: its geometry, SExtractor's coverage rule, the edges of a
+mesh map and the meshes that sources skew.
+
+Meshes of ``box_size = (ny, nx)`` pixels tile the image from pixel
+(0, 0), the last row and column of meshes cut short (`grid_shape`). A
+mesh enters the low-resolution map only if at least half its pixels are
+usable (`MIN_MESH_COVERAGE`, SExtractor's rule and SEP's;
+`well_covered`, `require_usable_mesh`).
+
+Between the image edge and the centres of the outermost meshes a mesh
+map is extrapolated; SEP's bicubic spline amplifies the noise of the
+last meshes there. `fill_edges` replaces that border by an extrapolation
+from the last two mesh centres that is linear where their difference is
+significant (a real gradient) and flat where it is within the noise.
 
 Sky noise is symmetric; light from sources that no mask caught (the
 wings of a bright star, a faint galaxy) skews a mesh's pixel values to
 the bright side, so their mean moves above their median. A mesh whose
 clipped ``(mean - median) / std`` exceeds what noise allows is excluded
-whole, and the estimator fills it from its neighbours as it does a mesh
-with too few usable pixels.
+whole by `skewed_meshes`, and the estimator fills it from its neighbours
+as it does a mesh with too few usable pixels.
 """
 
 import numpy as np
 
-from ezbkg_ccd._coverage import MIN_MESH_COVERAGE
+__all__ = ['MIN_MESH_COVERAGE', 'SKEW_NOISE_FACTOR', 'mesh_count', 'grid_shape',
+           'well_covered', 'require_usable_mesh', 'fill_edges',
+           'skewed_meshes']
 
-__all__ = ['skewed_meshes', 'SKEW_NOISE_FACTOR']
+
+def mesh_count(size, box):
+    """The number of meshes of ``box`` pixels along ``size`` pixels."""
+    return -(-size // box)
+
+
+def grid_shape(shape, box_size):
+    """
+    The number of meshes ``(ny, nx)`` of an image of ``shape``.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd.meshes import grid_shape
+    >>> grid_shape((100, 64), (32, 32))
+    (4, 2)
+    """
+    return tuple(mesh_count(size, box)
+                 for size, box in zip(shape, box_size, strict=True))
+
+
+#: A mesh must have at least this fraction of usable pixels (SExtractor's
+#: rule, also used by SEP) to enter the low-resolution map.
+MIN_MESH_COVERAGE = 0.5
+
+
+def well_covered(usable, width):
+    """
+    Whether each mesh of one row of meshes has enough usable pixels.
+
+    Parameters
+    ----------
+    usable : `~numpy.ndarray` of bool
+        The usable pixels of one row of meshes (the last mesh of the
+        row, and the row itself, may be smaller).
+    width : int
+        Mesh width; meshes start at column 0.
+
+    Returns
+    -------
+    `~numpy.ndarray` of bool
+        One value per mesh.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.meshes import well_covered
+    >>> usable = np.ones((4, 10), bool)
+    >>> usable[:3, :4] = False  # the first mesh is 3/4 unusable
+    >>> well_covered(usable, 4)
+    array([False,  True,  True])
+    """
+    columns = np.arange(0, usable.shape[1], width)
+    widths = np.diff(np.r_[columns, usable.shape[1]])
+    counts = np.add.reduceat(np.count_nonzero(usable, axis=0), columns)
+    return counts >= MIN_MESH_COVERAGE * usable.shape[0] * widths
+
+
+def require_usable_mesh(mask, box_size):
+    """
+    Raise unless at least one mesh has enough usable pixels.
+
+    SEP silently returns ``globalback=0, globalrms=1`` when no mesh is
+    usable; this turns that case into a clear error.
+    """
+    excluded = np.count_nonzero(mask)
+    if excluded <= (1 - MIN_MESH_COVERAGE) * mask.size:
+        return  # some mesh is at least as usable as the whole image
+    for top in range(0, mask.shape[0], box_size[0]):
+        if well_covered(~mask[top:top + box_size[0]], box_size[1]).any():
+            return
+    msg = (f'ccd has too few valid pixels to estimate a background: no '
+           f'{box_size[0]}x{box_size[1]} box is at least '
+           f'{MIN_MESH_COVERAGE:.0%} unmasked ({mask.size - excluded} usable '
+           f'of {mask.size} pixels); use a larger box_size, a smaller mask '
+           'or method="constant"')
+    raise ValueError(msg)
+
+
+def _centre(back, axis, mesh, box):
+    """The map on the centre line of mesh ``mesh`` along ``axis``."""
+    position = mesh * box + (box - 1) / 2
+    low, high = int(np.floor(position)), int(np.ceil(position))
+    return 0.5 * (np.take(back, low, axis=axis)
+                  + np.take(back, high, axis=axis)), position
+
+
+def fill_edges(back, box_size, noise):
+    """
+    Re-extrapolate the border of a mesh map, in place.
+
+    Parameters
+    ----------
+    back : `~numpy.ndarray`
+        The full-resolution map; changed in place and returned.
+    box_size : (int, int)
+        The mesh size.
+    noise : float
+        Standard error of the difference of two adjacent mesh values.
+        Along each edge line, the slope between the last two mesh
+        centres is used with weight ``clip(|difference| / noise - 1, 0,
+        1)``: none within the noise, fully beyond twice the noise.
+
+    Returns
+    -------
+    back : `~numpy.ndarray`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.meshes import fill_edges
+    >>> ramp = np.tile(np.arange(8.0), (8, 1))      # a real gradient in x
+    >>> bumpy = ramp.copy()
+    >>> bumpy[:, 0] += 5.0                           # an edge overshoot
+    >>> filled = fill_edges(bumpy, (4, 4), noise=0.1)
+    >>> bool(np.allclose(filled, ramp))
+    True
+    """
+    for axis, box in enumerate(box_size):
+        size = back.shape[axis]
+        meshes = mesh_count(size, box)
+        if meshes < 2:
+            continue
+        sides = [(0, 1)] + ([(meshes - 1, meshes - 2)] if size % box == 0
+                            else [])
+        for outer, inner in sides:
+            value, position = _centre(back, axis, outer, box)
+            neighbour, inner_position = _centre(back, axis, inner, box)
+            slope = value - neighbour
+            weight = np.clip(np.abs(slope) / noise - 1.0, 0.0, 1.0)
+            if outer == 0:
+                lines = range(0, int(np.floor(position)) + 1)
+            else:
+                lines = range(int(np.ceil(position)), size)
+            for line in lines:
+                step = (line - position) / (position - inner_position)
+                index = [slice(None)] * back.ndim
+                index[axis] = line
+                back[tuple(index)] = value + slope * weight * step
+    return back
+
 
 #: Variance of ``(mean - median) / sigma`` of n Gaussian samples, times n:
 #: var(median) + var(mean) - 2 cov = pi/2 + 1 - 2.
@@ -24,7 +178,7 @@ SKEW_NOISE_FACTOR = np.pi / 2 - 1
 def _band_skew(band, excluded, width):
     """``(skew, noise)`` of each mesh of one band of mesh rows."""
     height = band.shape[0]
-    meshes = -(-band.shape[1] // width)
+    meshes = mesh_count(band.shape[1], width)
     values = np.full((height, meshes * width), np.nan, np.float64)
     values[:, :band.shape[1]] = np.where(excluded, np.nan, band)
     values = values.reshape(height, meshes, width).transpose(1, 0, 2)

@@ -9,22 +9,28 @@ HDUs, each with the provenance keywords. A standalone background file
 (`write_background`) is an empty primary HDU and the same two HDUs.
 A constant background is stored without data (its level and RMS are in
 the header) unless ``full_map=True``.
+
+`read_background` and `write_background` are registered with astropy's
+unified I/O as the ``fits`` format of `~ezbkg_ccd.Background`, behind
+`Background.read <ezbkg_ccd.Background.read>` and
+`Background.write <ezbkg_ccd.Background.write>`.
 """
 
 import os
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
+from astropy.io import fits, registry
+from astropy.io.fits.connect import is_fits
 
 from ezbkg_ccd._fits import atomic_write, check_writable, open_fits
 from ezbkg_ccd._headers import writable_header
-from ezbkg_ccd._inputs import as_ccddata
 from ezbkg_ccd._reader import (
     AUXILIARY_HDUS,
     hdulist_ccddata,
     image_index,
 )
+from ezbkg_ccd._validation import as_ccddata
 from ezbkg_ccd._wcs import ccd_hdus
 from ezbkg_ccd.background import Background
 from ezbkg_ccd.provenance import KEYWORDS, REQUIRED_KEYWORDS, path_from_header
@@ -168,7 +174,7 @@ def write_image(ccd, path, *, overwrite=False, compress=False, extra=()):
     atomic_write(hdulist, path, overwrite=overwrite)
 
 
-def write_background(background, path=None, *, overwrite=False,
+def write_background(background, path, *, overwrite=False,
                      compress=False, full_map=False):
     """
     Write a background alone: an empty primary, ``BKG`` and ``BKGRMS``.
@@ -176,15 +182,13 @@ def write_background(background, path=None, *, overwrite=False,
     Parameters
     ----------
     background : `~ezbkg_ccd.Background`
-    path : str or `~pathlib.Path`, optional
-        The file; defaults to ``background.path``.
+    path : str or `~pathlib.Path`
+        The file.
     overwrite, compress, full_map : bool, optional
         As in `write_with_background`.
 
     Raises
     ------
-    ValueError
-        If neither ``path`` nor ``background.path`` is set.
     FileExistsError
         If the file exists and ``overwrite`` is `False`.
 
@@ -199,16 +203,10 @@ def write_background(background, path=None, *, overwrite=False,
     ((64, 64), 4.0, False)
     """
     _check_background(background)
-    path = background.path if path is None else path
-    if path is None:
-        msg = 'path must be given when background.path is not set'
-        raise ValueError(msg)
     hdulist = fits.HDUList([fits.PrimaryHDU(),
                             *background_hdus(background, compress=compress,
                                               full_map=full_map)])
     atomic_write(hdulist, path, overwrite=overwrite)
-    background.path = Path(path)
-    background.is_saved = True
 
 
 def _malformed(path, why):
@@ -259,9 +257,7 @@ def _background_from_hdulist(hdulist, path, extver=1):
         if data.ndim != 2 or rms.shape != data.shape:
             raise _malformed(path, f'map shape {data.shape} and RMS shape '
                              f'{rms.shape} are not one 2-D shape')
-    background = Background(data, rms, header, path=path)
-    background.is_saved = True
-    return background
+    return Background(data, rms, header)
 
 
 def read_background(path):
@@ -275,7 +271,6 @@ def read_background(path):
     Returns
     -------
     background : `~ezbkg_ccd.Background`
-        With ``path`` set and ``is_saved`` `True`.
 
     Raises
     ------
@@ -362,3 +357,14 @@ def same_file(recorded, path):
     symbolic links and relative parts resolved.
     """
     return os.path.realpath(recorded) == os.path.realpath(path)
+
+
+def _read_registered(source):
+    """`read_background` of what astropy's registry passes on: a path, or
+    the file object it opened to identify the format (named by its path)."""
+    return read_background(getattr(source, 'name', source))
+
+
+registry.register_reader('fits', Background, _read_registered)
+registry.register_writer('fits', Background, write_background)
+registry.register_identifier('fits', Background, is_fits)

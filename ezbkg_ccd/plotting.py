@@ -8,8 +8,9 @@ import logging
 import numpy as np
 from astropy.visualization import ImageNormalize, MinMaxInterval, ZScaleInterval
 
+from ezbkg_ccd._conditioning import working_copy
 from ezbkg_ccd._fits import atomic_save
-from ezbkg_ccd._inputs import as_ccddata, working_copy
+from ezbkg_ccd._validation import as_ccddata
 
 __all__ = ['plot_background']
 

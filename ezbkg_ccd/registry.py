@@ -18,6 +18,11 @@ The ``options`` an estimator takes are its keyword parameters; one that
 takes any keyword (``**options``, passed on elsewhere) may name them in
 an ``options`` attribute (names, or a callable returning them), so that
 a misspelt option is reported with the valid ones.
+
+Before an estimator is called, ``box_size`` is checked against the image
+and at least one mesh must have half its pixels usable (SExtractor's
+rule), unless the estimator does not work on the mesh grid and says so
+with a ``uses_meshes = False`` attribute (as ``constant`` does).
 """
 
 import difflib
@@ -113,6 +118,7 @@ def register_estimator(name, estimator, *, overwrite=False):
     ...         np.broadcast_to(np.float32(level), data.shape),
     ...         np.broadcast_to(np.float32(spread), data.shape),
     ...         level, spread, is_2d=False, samples_per_estimate=data.size)
+    >>> median_level.uses_meshes = False  # no box_size check for it
     >>> register_estimator('median-level', median_level, overwrite=True)
     >>> bkg = estimate_background(np.full((32, 32), 7.0),
     ...                           method='median-level')

@@ -4,74 +4,41 @@ The ccdproc-style reduction steps: estimate and subtract the background.
 """
 
 import os
-from numbers import Real
 
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData
 
-from ezbkg_ccd._conditioning import condition, restore
-from ezbkg_ccd._header_log import drop_keyword, log_entries, set_keyword
-from ezbkg_ccd._inputs import (
+from ezbkg_ccd import _engine
+from ezbkg_ccd._conditioning import work_dtype
+from ezbkg_ccd._uncertainty import gain_in_electrons, subtracted_uncertainty
+from ezbkg_ccd._validation import (
     as_ccddata,
     as_mask,
-    as_pair,
-    work_dtype,
-    working_copy,
+    as_saturation,
+    as_settings,
+    as_zero_area,
 )
-from ezbkg_ccd._uncertainty import gain_in_electrons, subtracted_uncertainty
 from ezbkg_ccd.background import Background
-from ezbkg_ccd.meshes import skewed_meshes
+from ezbkg_ccd.masks import (
+    SOURCE_MASK_OPTIONS,
+    check_source_mask_options,
+    detect_sources,
+    prepare_frame,
+)
 from ezbkg_ccd.provenance import (
     KEYWORDS,
-    options_text,
-    path_to_header,
-    provenance_header,
-    record_target,
+    drop_keyword,
+    log_entries,
+    set_keyword,
 )
-from ezbkg_ccd.registry import (
-    check_options,
-    get_estimator,
-    keyword_names,
-    refuse_unknown,
-)
+from ezbkg_ccd.registry import check_options, keyword_names, refuse_unknown
 
 __all__ = ['estimate_background', 'subtract_background', 'is_subtracted']
 
 #: Keyword under which `subtract_background` logs its call (ccdproc style).
 LOG_KEYWORD = 'SUBBKG'
-
-
-def _as_threshold(value):
-    if not isinstance(value, Real) or isinstance(value, bool):
-        msg = f'filter_threshold must be a number, got {value!r}'
-        raise TypeError(msg)
-    if not (np.isfinite(value) and value >= 0):
-        msg = f'filter_threshold must be finite and >= 0, got {value!r}'
-        raise ValueError(msg)
-    return float(value)
-
-
-def _invalid_pixels(ccd, work, mask):
-    """
-    Return the invalid-pixel mask, the names of what made it, what SEP
-    needs done to ``work`` and ``work`` so prepared
-    (`~ezbkg_ccd._conditioning.condition`).
-    """
-    invalid = np.isfinite(work)
-    np.logical_not(invalid, out=invalid)
-    sources = ['nonfinite'] if invalid.any() else []
-    for name, extra in (('ccd.mask', ccd.mask), ('mask', mask)):
-        extra = as_mask(extra, name=name, shape=work.shape)
-        if extra is not None:
-            invalid |= extra
-            sources.append(name)
-    conditioning, prepared = condition(work, invalid)
-    for name, pixels in conditioning.problems.items():
-        invalid |= pixels
-        sources.append(name)
-    return invalid, sources, conditioning, prepared
 
 
 def _target(ccd):
@@ -80,21 +47,6 @@ def _target(ccd):
     if isinstance(ccd, fits.HDUList):
         ccd = ccd.filename()
     return os.path.abspath(ccd) if isinstance(ccd, (str, os.PathLike)) else None
-
-
-def _as_rejection(value):
-    """The skew threshold of ``reject_skewed``, or `None` (off)."""
-    if value is False or value is None:
-        return None
-    if value is True:
-        return 5.0
-    if not isinstance(value, Real):
-        msg = f'reject_skewed must be a bool or a number, got {value!r}'
-        raise TypeError(msg)
-    if not (np.isfinite(value) and value > 0):
-        msg = f'reject_skewed must be positive and finite, got {value!r}'
-        raise ValueError(msg)
-    return float(value)
 
 
 def check_keywords(method, options, source_mask_options=None, *,
@@ -108,86 +60,50 @@ def check_keywords(method, options, source_mask_options=None, *,
     check_options(method, options, function=function,
                   public=PUBLIC_OPTIONS if public is None else public)
     if source_mask_options:
-        from ezbkg_ccd.source_mask import SOURCE_MASK_OPTIONS
-
         refuse_unknown(source_mask_options, SOURCE_MASK_OPTIONS,
                        context='source_mask_options')
 
 
-def _estimate(ccd, *, method, box_size, filter_size, filter_threshold,
-              mask, source_mask, source_mask_options=None,
-              reject_skewed=False, hdu=None, **options):
-    """`estimate_background`, also returning the estimator's raw result."""
-    check_keywords(method, options, source_mask_options)
-    target = _target(ccd)
-    ccd = as_ccddata(ccd, hdu=hdu)
-    estimator = get_estimator(method)
-    box_size = as_pair(box_size, name='box_size')
-    filter_size = as_pair(filter_size, name='filter_size', odd=True)
-    filter_threshold = _as_threshold(filter_threshold)
-    rejection = _as_rejection(reject_skewed)
-    work = working_copy(ccd.data)
-    invalid, invalid_sources, conditioning, work = _invalid_pixels(
-        ccd, work, mask)
+def _estimate(ccd, *, target=None, method='sep', box_size=64, filter_size=3,
+              filter_threshold=0.0, mask=None, source_mask=None,
+              source_mask_options=None, reject_skewed=False,
+              saturation='header', zero_area=100, **options):
+    """
+    `estimate_background` of a `~astropy.nddata.CCDData` whose keywords
+    were checked (`check_keywords`), also returning the estimator's raw
+    result; ``target`` is the image's file, if any.
+    """
+    settings = as_settings(method, shape=ccd.shape, box_size=box_size,
+                           filter_size=filter_size,
+                           filter_threshold=filter_threshold,
+                           reject_skewed=reject_skewed, options=options)
+    detection = check_source_mask_options(source_mask_options or {})
+    frame = prepare_frame(ccd, mask, saturation=as_saturation(saturation),
+                          zero_area=as_zero_area(zero_area), target=target)
     source_kind = 'user'
     if isinstance(source_mask, str):
         if source_mask != 'auto':
             msg = ("source_mask must be a boolean array, 'auto' or None, got "
                    f'{source_mask!r}')
             raise ValueError(msg)
-        from ezbkg_ccd.source_mask import make_source_mask
-
-        settings = {'box_size': box_size, 'filter_size': filter_size,
-                    **(source_mask_options or {})}
-        source_mask = make_source_mask(ccd, mask=mask, **settings)
+        meshes = as_settings('sep', shape=ccd.shape, box_size=box_size,
+                             filter_size=filter_size, filter_threshold=0.0)
+        source_mask = detect_sources(frame, meshes, **detection)
         source_kind = 'auto'
     elif source_mask_options:
         msg = "source_mask_options are only used with source_mask='auto'"
         raise ValueError(msg)
-    source_mask = as_mask(source_mask, name='source_mask', shape=work.shape)
-    excluded = invalid if source_mask is None else invalid | source_mask
-    if excluded.all():
-        msg = ('ccd has no valid pixels: every pixel is masked, non-finite '
-               "or at or below -1e30 (SEP's marker of missing data)")
-        raise ValueError(msg)
-    rejected = None
-    if rejection is not None:
-        skewed, rejected = skewed_meshes(work, excluded, box_size,
-                                         threshold=rejection)
-        excluded = excluded | skewed
-    estimate = restore(
-        estimator(work, mask=excluded, box_size=box_size,
-                  filter_size=filter_size, filter_threshold=filter_threshold,
-                  **options), conditioning)
-    header = provenance_header({
-        'BKGTYPE': method.strip().upper(), 'BKGIS2D': estimate.is_2d,
-        'BKGBOX': box_size[0], 'BKGBOXX': box_size[1],
-        'BKGFILT': filter_size[0], 'BKGFILTX': filter_size[1],
-        'BKGFTHR': filter_threshold, 'BKGVALU': estimate.global_back,
-        'BKGSIG': estimate.global_rms,
-        'BKGNPIX': estimate.samples_per_estimate,
-        'BKGINVM': '+'.join(invalid_sources) or 'none',
-        'BKGNINV': int(np.count_nonzero(invalid)),
-        'BKGSRCM': 'none' if source_mask is None else source_kind,
-        'BKGNSRC': (0 if source_mask is None
-                    else int(np.count_nonzero(source_mask))),
-        'BKGREJT': rejection, 'BKGNREJ': rejected,
-        'BKGOPTS': options_text(options),
-        'BKGSMOPT': (options_text(source_mask_options)
-                     if source_kind == 'auto' else None),
-        'TGTPATH': None if target is None else path_to_header(target)})
-    header['BUNIT'] = ccd.unit.to_string()
-    background = Background(estimate.background, estimate.rms, header,
-                            source_mask=source_mask, invalid_mask=invalid,
-                            shape=work.shape,
-                            subtract_from=estimate.subtract_from)
-    return background, estimate
+    source_mask = as_mask(source_mask, name='source_mask', shape=ccd.shape)
+    return _engine.estimate(frame, settings, source_mask=source_mask,
+                            source_kind=source_kind,
+                            source_mask_options=source_mask_options)
 
 
 def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
                         filter_threshold=0.0, mask=None, source_mask=None,
                         source_mask_options=None, reject_skewed=False,
-                        hdu=None, **options):
+                        saturation='header', zero_area=100, hdu=None,
+                        **options):
     """
     Estimate the sky background of an image.
 
@@ -214,8 +130,9 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
     filter_threshold : float, optional
         Median-filter threshold (0, the default, filters every mesh).
     mask : array_like of bool, optional
-        Invalid pixels (`True`) to exclude, on top of ``ccd.mask`` and
-        all non-finite pixels.
+        Invalid pixels (`True`) to exclude, on top of those of the rule
+        of `~ezbkg_ccd.invalid_pixel_mask`: non-finite pixels,
+        ``ccd.mask``, saturated pixels and large zeroed areas.
     source_mask : array_like of bool or 'auto', optional
         Source pixels (`True`) to exclude from the statistics without
         marking them invalid; ``'auto'`` detects them with
@@ -230,6 +147,14 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
         at 5 times the skew's noise, or that threshold. Off by default,
         which keeps SExtractor's map; recorded as ``BKGREJT`` and
         ``BKGNREJ``.
+    saturation : float, 'header' or None, optional
+        Pixels at or above this level are invalid; ``'header'`` (the
+        default) reads it from ``SATURATE``, ``SATLEVEL`` or
+        ``SATURATN`` (none if absent); `None` masks none.
+    zero_area : int or None, optional
+        Exact zeros in a connected region of at least this many pixels
+        (chip gaps, dead columns; default 100) are invalid; `None` masks
+        none.
     hdu : int, str or (str, int), optional
         The image HDU of a FITS path or `~astropy.io.fits.HDUList` ``ccd``
         (default: the first HDU with image data, tile-compressed ones
@@ -265,11 +190,15 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
     >>> bool(np.isfinite(bkg.data).all()), bkg.header['BKGINVM']
     (True, 'nonfinite')
     """
+    check_keywords(method, options, source_mask_options)
+    target = _target(ccd)
     background, _ = _estimate(
-        ccd, method=method, box_size=box_size, filter_size=filter_size,
+        as_ccddata(ccd, hdu=hdu), target=target, method=method,
+        box_size=box_size, filter_size=filter_size,
         filter_threshold=filter_threshold, mask=mask,
         source_mask=source_mask, source_mask_options=source_mask_options,
-        reject_skewed=reject_skewed, hdu=hdu, **options)
+        reject_skewed=reject_skewed, saturation=saturation,
+        zero_area=zero_area, **options)
     return background
 
 
@@ -394,9 +323,7 @@ def subtract_background(ccd, background=None, *, gain=None,
         raise ValueError(msg)
     estimated = background is None
     if estimated:
-        background = estimate_background(ccd, **options)
-        if target is not None:
-            record_target(background.header, target)
+        background, _ = _estimate(ccd, target=target, **options)
     elif not isinstance(background, Background):
         msg = ('background must be a Background, got '
                f'{type(background).__name__}')

@@ -3,9 +3,10 @@
 Synthetic skies with a known background, for tests and benchmarks.
 
 Every scene is made from a seeded `numpy.random.Generator`: the same
-seed gives the same image. Each returns ``(image, truth, invalid)``: the
-noisy image, the true background, and the pixels that hold no sky data
-(NaN, zeroed regions, chip gaps), which a fair comparison leaves out.
+seed gives the same image. Each returns ``(image, truth, invalid,
+extra)``: the noisy image, the true background, the pixels that hold no
+sky data (NaN, zeroed regions, chip gaps), which a fair comparison
+leaves out, and the scene's details.
 """
 
 import numpy as np
@@ -52,7 +53,27 @@ def _stars(shape, rng, count, flux_range, fwhm=3.0):
     return image
 
 
-def make_scene(name, *, shape=(512, 512), sigma=5.0, seed=0):
+def _sources(name, shape, rng, sigma):
+    """The light of a scene's stars and galaxies, and its details."""
+    ny, nx = shape
+    area = ny * nx / 512**2
+    faint = (30 * sigma, 3e3 * sigma)
+    if name == 'crowded':
+        return _stars(shape, rng, int(3000 * area), (30 * sigma, 3e4 * sigma)), {}
+    if name == 'galaxy':
+        centre, scale = (ny / 2 + 3.3, nx / 2 - 7.1), 40.0
+        light = exponential_disk(shape, centre, scale, 6.0 * sigma)
+        light += _stars(shape, rng, int(40 * area), faint)
+        return light, {'centre': centre, 'scale_length': scale}
+    if name == 'bright_star':
+        centre = (ny * 0.45, nx * 0.55)
+        light = moffat_star(shape, centre, 4e8 * sigma / 5, fwhm=4.0)
+        light += _stars(shape, rng, int(150 * area), faint)
+        return light, {'centre': centre}
+    return _stars(shape, rng, int(150 * area), faint), {}
+
+
+def make_scene(name, *, shape=(512, 512), sigma=5.0, seed=0, sources=True):
     """
     Make one synthetic scene.
 
@@ -71,6 +92,9 @@ def make_scene(name, *, shape=(512, 512), sigma=5.0, seed=0):
         Noise sigma (default 5).
     seed : int, optional
         Seed of the generator.
+    sources : bool, optional
+        Add the scene's stars and galaxies (default); `False` gives sky
+        and noise only (and the scene's invalid pixels).
 
     Returns
     -------
@@ -95,33 +119,15 @@ def make_scene(name, *, shape=(512, 512), sigma=5.0, seed=0):
     ny, nx = shape
     y, x = np.indices(shape)
     truth = np.full(shape, 100.0)
-    sources = np.zeros(shape)
-    invalid = np.zeros(shape, bool)
-    extra = {}
     if name in ('gradient', 'gaps'):
         truth += 20.0 * x / nx + 12.0 * y / ny
     elif name == 'vignetting':
         radius2 = ((y - ny / 2) ** 2 + (x - nx / 2) ** 2) / (0.75 * max(shape)) ** 2
         truth *= 1.0 - 0.3 * radius2
-    elif name == 'crowded':
-        area = ny * nx / 512**2
-        sources = _stars(shape, rng, int(3000 * area), (30 * sigma, 3e4 * sigma))
-    elif name == 'galaxy':
-        centre, scale = (ny / 2 + 3.3, nx / 2 - 7.1), 40.0
-        sources = exponential_disk(shape, centre, scale, 6.0 * sigma)
-        sources += _stars(shape, rng, int(40 * ny * nx / 512**2),
-                          (30 * sigma, 3e3 * sigma))
-        extra = {'centre': centre, 'scale_length': scale}
-    elif name == 'bright_star':
-        centre = (ny * 0.45, nx * 0.55)
-        sources = moffat_star(shape, centre, 4e8 * sigma / 5, fwhm=4.0)
-        sources += _stars(shape, rng, int(150 * ny * nx / 512**2),
-                          (30 * sigma, 3e3 * sigma))
-        extra = {'centre': centre}
-    if name != 'crowded' and name not in ('galaxy', 'bright_star'):
-        sources = _stars(shape, rng, int(150 * ny * nx / 512**2),
-                         (30 * sigma, 3e3 * sigma))
-    image = truth + sources + rng.normal(0.0, sigma, shape)
+    light, extra = (_sources(name, shape, rng, sigma) if sources
+                    else (0.0, {}))
+    image = truth + light + rng.normal(0.0, sigma, shape)
+    invalid = np.zeros(shape, bool)
     if name == 'bright_star':
         image = np.minimum(image, 60000.0)
     if name == 'gaps':

@@ -14,6 +14,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import FITSFixedWarning
 
 from ezbkg_ccd.demo import raw_frame_path
+from ezbkg_ccd.synthetic import make_scene
 
 DATA = Path(__file__).parent / 'data'
 
@@ -76,17 +77,11 @@ def install_plugin(folder, distribution, entry_point, source=None):
 
 
 def make_sky(kind='flat', shape=(256, 256), seed=0):
-    """Return (image, true background) for a seeded synthetic sky."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[:shape[0], :shape[1]]
-    if kind == 'flat':
-        truth = np.full(shape, 100.0)
-    elif kind == 'gradient':
-        truth = 100.0 + 0.2 * x + 0.1 * y
-    else:
-        raise ValueError(kind)
-    image = truth + rng.normal(0.0, SIGMA, shape)
-    return image.astype(np.float32), truth
+    """Return (image, true background) of a seeded synthetic sky without
+    sources (`~ezbkg_ccd.synthetic.make_scene`)."""
+    image, truth, _, _ = make_scene(kind, shape=shape, sigma=SIGMA, seed=seed,
+                                    sources=False)
+    return image, truth
 
 
 @pytest.fixture

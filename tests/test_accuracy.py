@@ -170,5 +170,6 @@ class TestEdges:
 
     def test_bad_edge(self, flat_sky):
         """Unknown edge modes are refused."""
-        with pytest.raises(ValueError, match="edge must be 'spline' or"):
+        with pytest.raises(ValueError, match="edge must be one of 'spline', "
+                           "'adaptive', got 'mirror'"):
             estimate_background(flat_sky[0], edge='mirror')

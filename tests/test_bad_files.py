@@ -19,6 +19,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
 from ezbkg_ccd import (
+    BackgroundFile,
     BackgroundGenerator,
     ScienceImage,
     available_estimators,
@@ -613,7 +614,7 @@ class TestSecurity:
         CCDData(sky(), unit='adu').write(tmp_path / 'images' / 'x.fits')
         monkeypatch.chdir(tmp_path / 'work')
         sci = ScienceImage('../images/x.fits')
-        bkg = estimate_background(sci.ccd, box_size=32)
+        bkg = BackgroundFile(estimate_background(sci.ccd, box_size=32))
         bkg.write('x_sky.fits')
         sci.link_background(bkg)
         assert sci.header['BKGPATH'] == str(tmp_path / 'work' / 'x_sky.fits')

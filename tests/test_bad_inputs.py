@@ -56,7 +56,7 @@ class TestNumbers:
     def test_rms_never_negative_with_strips(self, galaxy_frame):
         """The threaded strips give the same non-negative map."""
         single = estimate_background(galaxy_frame, box_size=32)
-        strips = estimate_background(galaxy_frame, box_size=32, n_jobs=2)
+        strips = estimate_background(galaxy_frame, box_size=32, n_threads=2)
         np.testing.assert_array_equal(strips.rms, single.rms)
 
     def test_rms_never_negative_from_a_plugin(self, noise, monkeypatch):
@@ -193,7 +193,7 @@ class TestNumbers:
         assert bkg.header['BKGNINV'] == 0  # the pixels are still valid
         if shape[0] > 1000:
             np.testing.assert_array_equal(
-                estimate_background(data, box_size=box_size, n_jobs=2).data,
+                estimate_background(data, box_size=box_size, n_threads=2).data,
                 bkg.data)
 
     def test_wide_integers_keep_precision(self):
@@ -226,7 +226,7 @@ class TestNumbers:
         """Strips and the automatic mask agree on a noiseless frame."""
         data = np.full((256, 128), 5.0)
         assert estimate_background(data, box_size=32,
-                                   n_jobs=2).global_rms == 0.0
+                                   n_threads=2).global_rms == 0.0
         auto = estimate_background(data, box_size=32, source_mask='auto')
         assert auto.global_rms == 0.0 and not auto.source_mask.any()
 

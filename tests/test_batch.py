@@ -68,7 +68,7 @@ class TestProcessFiles:
         serial = process_files(paths, output_dir=tmp_path / 'serial',
                                box_size=32)
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1,
-                                      processes=True, dashboard_address=None,
+                                      processes=True, dashboard_address=':0',
                                       silence_logs=50) as cluster, \
                 distributed.Client(cluster) as client:
             parallel = process_files(paths, output_dir=tmp_path / 'dask',

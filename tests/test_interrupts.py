@@ -281,7 +281,7 @@ def test_dask_cancels_queued_tasks(tmp_path):
              for index in range(30)]
     with distributed.Client(processes=False, n_workers=1,
                             threads_per_worker=1,
-                            dashboard_address=None) as client:
+                            dashboard_address=':0') as client:
         finished = run_dask(tasks, _slow_touch, client)
         next(finished)
         with pytest.raises(KeyboardInterrupt, match='^$') as info:

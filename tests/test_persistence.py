@@ -10,6 +10,8 @@ import ccdproc
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.io import registry as io_registry
+from astropy.io.registry import IORegistryError
 from astropy.nddata import (
     CCDData,
     InverseVariance,
@@ -20,6 +22,7 @@ from astropy.wcs import WCS
 
 from ezbkg_ccd import (
     Background,
+    BackgroundFile,
     estimate_background,
     read_background,
     read_with_background,
@@ -96,8 +99,6 @@ class TestRoundTrip:
         ccd, again = read_with_background(path)
         assert_same_ccd(ccd, result)
         assert_same_background(again, bkg)
-        assert again.path == path
-        assert again.is_saved
 
     def test_compressed_hdus(self, subtracted, tmp_path):
         """compress=True tile-compresses the extensions."""
@@ -170,17 +171,32 @@ class TestRoundTrip:
         """bkg.write and Background.read round-trip a standalone file."""
         bkg = estimate_background(flat_sky[0].astype(np.float64))
         bkg.write(tmp_path / 'bkg.fits', compress=compress)
-        assert bkg.is_saved and bkg.path == tmp_path / 'bkg.fits'
         again = Background.read(tmp_path / 'bkg.fits')
         assert_same_background(again, bkg)
         assert again.data.dtype == np.float64
 
     def test_standalone_default_path(self, flat_sky, tmp_path):
-        """write() without a path uses bkg.path."""
-        bkg = estimate_background(flat_sky[0])
-        bkg.path = tmp_path / 'b.fits'
-        write_background(bkg)
-        assert (tmp_path / 'b.fits').is_file()
+        """A workflow background's write() without a path uses its path."""
+        bkg = BackgroundFile(estimate_background(flat_sky[0]),
+                             tmp_path / 'b.fits')
+        bkg.write()
+        assert bkg.is_saved and bkg.is_exists
+        assert_same_background(read_background(tmp_path / 'b.fits'), bkg)
+
+    def test_registry_formats(self, flat_sky, tmp_path):
+        """Background I/O goes through astropy's registry: 'fits' by name,
+        by extension, or by content for any file name."""
+        bkg = estimate_background(flat_sky[0], box_size=32)
+        bkg.write(tmp_path / 'named.dat', format='fits')
+        bkg.write(tmp_path / 'ext.fits.gz')
+        for name in ('named.dat', 'ext.fits.gz'):
+            assert_same_background(Background.read(tmp_path / name), bkg)
+        formats = io_registry.get_formats(Background)
+        assert list(formats['Format']) == ['fits']
+        assert list(formats['Read']) == list(formats['Write']) == ['Yes']
+        with pytest.raises(IORegistryError, match='Format could not be '
+                           'identified'):
+            bkg.write(tmp_path / 'unknown.dat')
 
     def test_plain_file_has_no_background(self, flat_sky, tmp_path):
         """A file written by CCDData.write reads as (ccd, None)."""
@@ -353,8 +369,12 @@ class TestBadFiles:
 
     def test_no_path(self, flat_sky):
         """write() needs a path from somewhere."""
-        with pytest.raises(ValueError, match='path must be given'):
+        with pytest.raises(TypeError, match='Background.write needs the '
+                           r'file to write: write\(path\)'):
             estimate_background(flat_sky[0]).write()
+        with pytest.raises(ValueError, match='path must be given when the '
+                           'background has no path'):
+            BackgroundFile(estimate_background(flat_sky[0])).write()
 
     def test_wrong_background_type(self, flat_sky, tmp_path):
         """write_with_background wants a Background."""
@@ -409,4 +429,3 @@ class TestPickle:
         background = read_background(tmp_path / 'b.fits')
         again = pickle.loads(pickle.dumps(background))
         np.testing.assert_array_equal(again.data, background.data)
-        assert again.path == tmp_path / 'b.fits'

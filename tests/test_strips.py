@@ -7,15 +7,21 @@ import numpy as np
 import pytest
 import sep
 from astropy.nddata import CCDData
-from astropy.utils.exceptions import AstropyUserWarning
+from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
 
-from ezbkg_ccd import _sep_c, estimate_background, strips, subtract_background
-from ezbkg_ccd._sep_c import (
+from ezbkg_ccd import (
+    estimate_background,
+    process_files,
+    read_background,
+    subtract_background,
+)
+from ezbkg_ccd._sep import binding as _sep_c
+from ezbkg_ccd._sep import strips
+from ezbkg_ccd._sep.binding import (
     filtered_meshes,
     interpolate_rows,
     spline_second_derivatives,
 )
-from ezbkg_ccd.strips import mesh_bands
 
 
 @pytest.fixture
@@ -39,26 +45,26 @@ def wavy_sky():
     return data, mask
 
 
-@pytest.mark.parametrize('n_jobs', [2, 3, 5])
-def test_stitched_map_equals_single_call(wavy_sky, n_jobs):
+@pytest.mark.parametrize('n_threads', [2, 3, 5])
+def test_stitched_map_equals_single_call(wavy_sky, n_threads):
     """Strips give the single-call maps and global values exactly."""
     data, mask = wavy_sky
     single = estimate_background(data, mask=mask, box_size=32)
     parallel = estimate_background(data, mask=mask, box_size=32,
-                                   n_jobs=n_jobs)
+                                   n_threads=n_threads)
     np.testing.assert_array_equal(parallel.data, single.data)
     np.testing.assert_array_equal(parallel.rms, single.rms)
     assert parallel.global_back == single.global_back
     assert parallel.global_rms == single.global_rms
-    assert parallel.header['BKGOPTS'] == f"{{'n_jobs': {n_jobs}}}"
+    assert parallel.header['BKGOPTS'] == f"{{'n_threads': {n_threads}}}"
 
 
 @pytest.mark.parametrize(('bw', 'bh', 'fw', 'fh', 'fthresh'), [
     (32, 32, 3, 3, 0.0), (30, 20, 3, 7, 2.0), (64, 48, 5, 5, 0.0),
     (32, 32, 1, 1, 0.0)])
-@pytest.mark.parametrize('n_jobs', [2, 4, 100])
+@pytest.mark.parametrize('n_threads', [2, 4, 100])
 @pytest.mark.parametrize('dtype', ['f4', 'f8'])
-def test_bad_meshes_filled_across_strips(bw, bh, fw, fh, fthresh, n_jobs,
+def test_bad_meshes_filled_across_strips(bw, bh, fw, fh, fthresh, n_threads,
                                          dtype):
     """
     Bad meshes whose nearest usable meshes lie in other strips are filled
@@ -76,7 +82,7 @@ def test_bad_meshes_filled_across_strips(bw, bh, fw, fh, fthresh, n_jobs,
     single = sep.Background(data, mask=mask, bw=bw, bh=bh, fw=fw, fh=fh,
                             fthresh=fthresh)
     back, rms, global_back, global_rms = strips.sep_strips(
-        data, mask, n_jobs=n_jobs, bw=bw, bh=bh, fw=fw, fh=fh,
+        data, mask, n_threads=n_threads, bw=bw, bh=bh, fw=fw, fh=fh,
         fthresh=fthresh)
     np.testing.assert_array_equal(back, single.back())
     np.testing.assert_array_equal(rms, single.rms())
@@ -100,7 +106,7 @@ def test_global_rms_fallback_as_sep():
     data[:128, :128] += np.random.default_rng(1).normal(0, 2, (128, 128))
     single = sep.Background(data, bw=32, bh=32)
     *_, global_back, global_rms = strips.sep_strips(
-        data, None, n_jobs=2, bw=32, bh=32, fw=3, fh=3, fthresh=0.0)
+        data, None, n_threads=2, bw=32, bh=32, fw=3, fh=3, fthresh=0.0)
     assert single.globalrms > 0
     assert (global_back, global_rms) == (single.globalback, single.globalrms)
 
@@ -109,21 +115,36 @@ def test_more_jobs_than_meshes():
     """More jobs than mesh rows give one strip per mesh row."""
     data = np.random.default_rng(2).normal(10, 1, (96, 96)).astype('f4')
     single = estimate_background(data, box_size=32)
-    parallel = estimate_background(data, box_size=32, n_jobs=8)
+    parallel = estimate_background(data, box_size=32, n_threads=8)
     np.testing.assert_array_equal(parallel.data, single.data)
-    assert mesh_bands(3, 8) == [(0, 1), (1, 2), (2, 3)]
+    assert strips.mesh_bands(3, 8) == [(0, 1), (1, 2), (2, 3)]
 
 
-@pytest.mark.parametrize('n_jobs', [0, -1, 1.5, True])
-def test_bad_n_jobs(flat_sky, n_jobs):
-    """n_jobs must be a positive int."""
-    with pytest.raises(ValueError, match='n_jobs must be a positive int'):
-        estimate_background(flat_sky[0], n_jobs=n_jobs)
+@pytest.mark.parametrize(('n_threads', 'error', 'message'), [
+    (0, ValueError, 'n_threads must be an int >= 1, got 0'),
+    (-1, ValueError, 'n_threads must be an int >= 1, got -1'),
+    (1.5, TypeError, 'n_threads must be an int, got 1.5'),
+    (True, TypeError, 'n_threads must be an int, got True')])
+def test_bad_n_threads(flat_sky, n_threads, error, message):
+    """n_threads must be a positive int."""
+    with pytest.raises(error, match=message):
+        estimate_background(flat_sky[0], n_threads=n_threads)
+
+
+def test_n_jobs_is_the_deprecated_name_of_n_threads(wavy_sky):
+    """An earlier release's n_jobs still gives threads, with a warning."""
+    data, mask = wavy_sky
+    with pytest.warns(AstropyDeprecationWarning,
+                      match='n_jobs of the sep estimator is deprecated: use '
+                      'n_threads'):
+        old = estimate_background(data, mask=mask, box_size=32, n_jobs=2)
+    new = estimate_background(data, mask=mask, box_size=32, n_threads=2)
+    np.testing.assert_array_equal(old.data, new.data)
 
 
 def test_bands_cover_every_mesh_row_once():
     """The strips' bands tile the mesh rows in near-equal parts."""
-    bands = mesh_bands(125, 4)
+    bands = strips.mesh_bands(125, 4)
     assert [row for band in bands for row in range(*band)] == list(range(125))
     assert {stop - first for first, stop in bands} == {31, 32}
 
@@ -133,7 +154,7 @@ def test_float64_and_threads_match_single_call(wavy_sky):
     data, mask = wavy_sky
     data = data.astype(np.float64)
     single = estimate_background(data, mask=mask, box_size=32)
-    parallel = estimate_background(data, mask=mask, box_size=32, n_jobs=2)
+    parallel = estimate_background(data, mask=mask, box_size=32, n_threads=2)
     assert parallel.data.dtype == np.float64
     np.testing.assert_array_equal(parallel.data, single.data)
 
@@ -147,18 +168,18 @@ def test_strip_failure_is_raised(wavy_sky, monkeypatch):
 
     monkeypatch.setattr(strips, 'filtered_meshes', fail_late_strips)
     with pytest.raises(RuntimeError, match='strip failed'):
-        estimate_background(wavy_sky[0], box_size=32, n_jobs=2)
+        estimate_background(wavy_sky[0], box_size=32, n_threads=2)
 
 
 @pytest.mark.usefixtures('fresh_self_check')
 def test_unbound_sep_falls_back_to_one_call(wavy_sky, monkeypatch):
-    """Without SEP's C library, n_jobs warns and gives the single-call map."""
+    """Without SEP's C library, n_threads warns and gives the single-call map."""
     data, mask = wavy_sky
     single = estimate_background(data, mask=mask, box_size=32)
     monkeypatch.setattr(strips, 'AVAILABLE', False)
-    with pytest.warns(AstropyUserWarning, match='n_jobs=2: threaded strips '
+    with pytest.warns(AstropyUserWarning, match='n_threads=2: threaded strips '
                       'needs a SEP version tested'):
-        fallback = estimate_background(data, mask=mask, box_size=32, n_jobs=2)
+        fallback = estimate_background(data, mask=mask, box_size=32, n_threads=2)
     assert np.array_equal(fallback.data, single.data)
     assert fallback.global_back == single.global_back
 
@@ -228,12 +249,12 @@ class TestSepC:
 
 
 def test_subtract_background_in_strips(wavy_sky):
-    """subtract_background passes n_jobs on and subtracts the stitched map."""
+    """subtract_background passes n_threads on and subtracts the stitched map."""
     data, mask = wavy_sky
     single = subtract_background(CCDData(data, unit='adu', mask=mask),
                                  box_size=32)
     parallel = subtract_background(CCDData(data, unit='adu', mask=mask),
-                                   box_size=32, n_jobs=2)
+                                   box_size=32, n_threads=2)
     difference = np.abs(parallel.data - single.data)[~single.mask]
     assert difference.max() < 1e-4 * single.header['BKGSIG']
     assert np.array_equal(parallel.mask, single.mask)
@@ -274,7 +295,7 @@ class TestSelfCheck:
         with pytest.warns(AstropyUserWarning,
                           match=f'sep {sep.__version__} failed its self-check'):
             fallback = estimate_background(data, mask=mask, box_size=32,
-                                           n_jobs=2)
+                                           n_threads=2)
         assert np.array_equal(fallback.data, single.data)
 
     def test_different_maps_fail(self, monkeypatch):
@@ -293,3 +314,19 @@ class TestSelfCheck:
         """The installed SEP passes (it is one of the tested versions)."""
         assert sep.__version__ in _sep_c.TESTED_VERSIONS
         assert strips.usable()
+
+
+def test_batch_passes_threads_through(wavy_sky, tmp_path):
+    """process_files(n_threads=...) gives every frame strips: the same
+    files as one call per frame."""
+    data, _ = wavy_sky
+    CCDData(data, unit='adu').write(tmp_path / 'frame.fits')
+    outputs = {}
+    for name, threads in (('one', {}), ('two', {'n_threads': 2})):
+        [report] = process_files([tmp_path / 'frame.fits'],
+                                 output_dir=tmp_path / name, box_size=32,
+                                 **threads)
+        assert report.status == 'done'
+        outputs[name] = read_background(report.output)
+    np.testing.assert_array_equal(outputs['two'].data, outputs['one'].data)
+    assert outputs['two'].header['BKGOPTS'] == "{'n_threads': 2}"

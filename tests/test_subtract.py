@@ -15,8 +15,8 @@ from astropy.nddata import (
 from astropy.wcs import WCS
 
 from ezbkg_ccd import estimate_background, subtract_background
-from ezbkg_ccd._header_log import log_entries
 from ezbkg_ccd.demo import IMAGE_SECTION, raw_frame_path
+from ezbkg_ccd.provenance import log_entries
 
 from .conftest import SIGMA
 

@@ -8,13 +8,13 @@ object, does neither when called through `ctypes`: each call releases
 the GIL, the filtered mesh grids can be read from the ``sep_bkg`` it
 returns, and the maps can be interpolated one row at a time, from any
 mesh grid, into arrays the caller owns. That lets strips of one frame
-run in threads (`ezbkg_ccd.strips`).
+run in threads (`ezbkg_ccd._sep.strips`).
 
 Only the SEP releases in `TESTED_VERSIONS` are bound: their ``sep_image``
 and ``sep_bkg`` layouts and function signatures were compared with
 ``sep.h`` and their maps with `sep.Background`. With any other version
 (a patch release could change a struct and corrupt memory before any
-check runs) `AVAILABLE` is False; `ezbkg_ccd.strips.usable` adds a
+check runs) `AVAILABLE` is False; `ezbkg_ccd._sep.strips.usable` adds a
 self-check on first use.
 """
 
@@ -22,6 +22,8 @@ import ctypes
 
 import numpy as np
 import sep
+
+from ezbkg_ccd.meshes import grid_shape
 
 __all__ = ['AVAILABLE', 'TESTED_VERSIONS', 'filtered_meshes',
            'interpolate_rows', 'spline_second_derivatives']
@@ -146,7 +148,7 @@ def filtered_meshes(data, mask, *, rows, bw, bh, fw, fh, fthresh):
     Examples
     --------
     >>> import numpy as np
-    >>> from ezbkg_ccd._sep_c import filtered_meshes
+    >>> from ezbkg_ccd._sep.binding import filtered_meshes
     >>> data = np.full((96, 64), 5.0, dtype=np.float32)
     >>> back, sigma = filtered_meshes(data, None, rows=slice(0, 96), bw=32,
     ...                               bh=32, fw=3, fh=3, fthresh=0.0)
@@ -171,7 +173,7 @@ def filtered_meshes(data, mask, *, rows, bw, bh, fw, fh, fthresh):
                                    fthresh, ctypes.byref(background)))
     try:
         grid = background.contents
-        shape = (-(-image.h // bh), -(-image.w // bw))
+        shape = grid_shape((image.h, image.w), (bh, bw))
         if (grid.ny, grid.nx, grid.w, grid.h) != (*shape, image.w, image.h):
             msg = (f'sep {sep.__version__} returned a background of an '
                    'unexpected layout')
@@ -194,7 +196,7 @@ def spline_second_derivatives(nodes):
     Examples
     --------
     >>> import numpy as np
-    >>> from ezbkg_ccd._sep_c import spline_second_derivatives
+    >>> from ezbkg_ccd._sep.binding import spline_second_derivatives
     >>> nodes = np.array([[0.0], [1.0], [0.0], [1.0]], dtype=np.float32)
     >>> spline_second_derivatives(nodes).ravel()
     array([ 0.       , -0.5277778,  0.6666667,  0.       ], dtype=float32)
@@ -238,7 +240,7 @@ def interpolate_rows(grids, *, rows, back, rms, bw, bh):
 
     >>> import numpy as np
     >>> import sep
-    >>> from ezbkg_ccd._sep_c import (
+    >>> from ezbkg_ccd._sep.binding import (
     ...     filtered_meshes, interpolate_rows, spline_second_derivatives)
     >>> data = np.random.default_rng(0).normal(5, 1, (128, 96)).astype('f4')
     >>> back, sigma = filtered_meshes(data, None, rows=slice(0, 128), bw=32,
@@ -266,7 +268,7 @@ def interpolate_rows(grids, *, rows, back, rms, bw, bh):
     pointers = [grid.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
                 for grid in grids]
     ny, nx = grids[0].shape
-    if (ny, nx) != (-(-back.shape[0] // bh), -(-back.shape[1] // bw)):
+    if (ny, nx) != grid_shape(back.shape, (bh, bw)):
         msg = f'grids of shape {grids[0].shape} do not fit maps of {back.shape}'
         raise ValueError(msg)
     background = _Background(w=back.shape[1], h=back.shape[0], bw=bw, bh=bh,

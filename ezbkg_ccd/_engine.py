@@ -1,0 +1,135 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+The engine: a `~ezbkg_ccd.Background` from prepared pixels and
+validated settings, with no validation and no I/O.
+
+The public layer (`ezbkg_ccd.steps`) checks its input once, into a
+`~ezbkg_ccd._validation.Settings` and a `Frame` (`prepare`), and calls
+`estimate`; the automatic source mask (`ezbkg_ccd.masks`) iterates on
+`estimate_raw` with the same frame, never copying or checking it again.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from ezbkg_ccd._conditioning import Conditioning, condition, restore, working_copy
+from ezbkg_ccd.background import Background
+from ezbkg_ccd.meshes import require_usable_mesh, skewed_meshes
+from ezbkg_ccd.provenance import options_text, path_to_header, provenance_header
+
+__all__ = []
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """
+    An image made ready for the estimators.
+
+    Attributes
+    ----------
+    work : `~numpy.ndarray`
+        Native, C-contiguous float pixels, conditioned for SEP
+        (`~ezbkg_ccd._conditioning.condition`): never modified.
+    invalid : `~numpy.ndarray` of bool
+        Pixels never used.
+    invalid_sources : tuple of str
+        What made them (``BKGINVM``).
+    conditioning : `~ezbkg_ccd._conditioning.Conditioning`
+        How ``work`` was made from the data.
+    unit : `~astropy.units.Unit`
+        The data unit.
+    target : str or None
+        The absolute path of the image file, if any (``TGTPATH``).
+    """
+
+    work: np.ndarray
+    invalid: np.ndarray
+    invalid_sources: tuple
+    conditioning: Conditioning
+    unit: object
+    target: str | None = None
+
+
+def prepare(data, invalid, invalid_sources, *, unit, target=None):
+    """
+    A `Frame` of ``data`` with its ``invalid`` pixels (a new array this
+    frame owns) and the pixels SEP cannot take added to them.
+    """
+    conditioning, work = condition(working_copy(data), invalid)
+    sources = list(invalid_sources)
+    for name, pixels in conditioning.problems.items():
+        invalid |= pixels
+        sources.append(name)
+    return Frame(work, invalid, tuple(sources), conditioning, unit, target)
+
+
+def excluded_pixels(frame, source_mask=None):
+    """The pixels no statistic may use: invalid or source."""
+    excluded = (frame.invalid if source_mask is None
+                else frame.invalid | source_mask)
+    if excluded.all():
+        msg = ('ccd has no valid pixels: every pixel is masked, non-finite '
+               "or at or below -1e30 (SEP's marker of missing data)")
+        raise ValueError(msg)
+    return excluded
+
+
+def estimate_raw(frame, settings, excluded):
+    """
+    The estimator's result for the prepared pixels (in their terms), and
+    the number of meshes rejected as skewed (`None` when not asked).
+    """
+    rejected = None
+    if settings.reject_skewed is not None:
+        skewed, rejected = skewed_meshes(frame.work, excluded,
+                                         settings.box_size,
+                                         threshold=settings.reject_skewed)
+        excluded = excluded | skewed
+    if getattr(settings.estimator, 'uses_meshes', True):
+        require_usable_mesh(excluded, settings.box_size)
+    raw = settings.estimator(
+        frame.work, mask=excluded, box_size=settings.box_size,
+        filter_size=settings.filter_size,
+        filter_threshold=settings.filter_threshold, **settings.options)
+    return raw, rejected
+
+
+def estimate(frame, settings, *, source_mask=None, source_kind='user',
+             source_mask_options=None):
+    """
+    The `~ezbkg_ccd.Background` of ``frame`` with its provenance, and
+    the estimator's raw result.
+
+    ``source_kind`` (``'user'`` or ``'auto'``) and ``source_mask_options``
+    are recorded as ``BKGSRCM`` and ``BKGSMOPT``.
+    """
+    raw, rejected = estimate_raw(frame, settings,
+                                 excluded_pixels(frame, source_mask))
+    result = restore(raw, frame.conditioning)
+    header = provenance_header({
+        'BKGTYPE': settings.method.upper(), 'BKGIS2D': result.is_2d,
+        'BKGBOX': settings.box_size[0], 'BKGBOXX': settings.box_size[1],
+        'BKGFILT': settings.filter_size[0],
+        'BKGFILTX': settings.filter_size[1],
+        'BKGFTHR': settings.filter_threshold, 'BKGVALU': result.global_back,
+        'BKGSIG': result.global_rms,
+        'BKGNPIX': result.samples_per_estimate,
+        'BKGINVM': '+'.join(frame.invalid_sources) or 'none',
+        'BKGNINV': int(np.count_nonzero(frame.invalid)),
+        'BKGSRCM': 'none' if source_mask is None else source_kind,
+        'BKGNSRC': (0 if source_mask is None
+                    else int(np.count_nonzero(source_mask))),
+        'BKGREJT': settings.reject_skewed, 'BKGNREJ': rejected,
+        'BKGOPTS': options_text(settings.options),
+        'BKGSMOPT': (options_text(source_mask_options or {})
+                     if source_kind == 'auto' else None),
+        'TGTPATH': (None if frame.target is None
+                    else path_to_header(frame.target))})
+    header['BUNIT'] = frame.unit.to_string()
+    background = Background(result.background, result.rms, header,
+                            source_mask=source_mask,
+                            invalid_mask=frame.invalid,
+                            shape=frame.work.shape,
+                            subtract_from=result.subtract_from)
+    return background, raw

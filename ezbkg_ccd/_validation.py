@@ -1,0 +1,305 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+The one validation boundary: user input checked and converted once.
+
+Every public entry point funnels its arguments through these helpers,
+one per kind of check, so each check and its message exist once. Types
+are checked first (`TypeError`), then values (`ValueError`); every
+message names the parameter: ``"<name> must be <what>, got <value>"``.
+"""
+
+import dataclasses
+import os
+import types
+from numbers import Integral, Real
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData, NDData
+
+from ezbkg_ccd._reader import hdulist_ccddata, read_ccddata
+from ezbkg_ccd.registry import get_estimator
+
+__all__ = []
+
+
+#: What holds an image HDU to choose from (``hdu=``).
+_FILES = (str, os.PathLike, fits.HDUList)
+
+
+def as_ccddata(ccd, *, hdu=None):
+    """
+    Return ``ccd`` as a `~astropy.nddata.CCDData` without copying data.
+
+    `~astropy.nddata.CCDData` is returned as is; `~astropy.nddata.NDData`,
+    masked arrays, `~astropy.units.Quantity` and plain arrays are wrapped
+    (a unitless input gets ``adu``); a path is read from FITS, and a path
+    or `~astropy.io.fits.HDUList` gives its image HDU ``hdu`` (default:
+    the first with image data), with its ``MASK`` and ``UNCERT``; an
+    image HDU (primary, extension or tile-compressed) is read as a file
+    of that HDU alone.
+    """
+    if hdu is not None and not isinstance(ccd, _FILES):
+        msg = ('hdu chooses an HDU of a FITS path or HDUList; ccd is a '
+               f'{type(ccd).__name__}')
+        raise TypeError(msg)
+    if isinstance(ccd, CCDData):
+        result = ccd
+    elif isinstance(ccd, (str, os.PathLike)):
+        result = read_ccddata(ccd, hdu=hdu)
+    elif isinstance(ccd, fits.HDUList):
+        result = hdulist_ccddata(ccd, hdu=hdu)
+    elif isinstance(ccd, (fits.PrimaryHDU, fits.ImageHDU,
+                          fits.CompImageHDU)):
+        result = hdulist_ccddata(fits.HDUList([ccd]), hdu=0,
+                                 path=f'the {type(ccd).__name__}')
+    elif isinstance(ccd, NDData):
+        result = CCDData(ccd.data, unit=ccd.unit or u.adu, mask=ccd.mask,
+                         uncertainty=ccd.uncertainty, meta=ccd.meta,
+                         wcs=ccd.wcs, copy=False)
+    elif isinstance(ccd, u.Quantity):
+        result = CCDData(ccd.value, unit=ccd.unit, copy=False)
+    elif isinstance(ccd, np.ma.MaskedArray):
+        result = CCDData(ccd.data, unit=u.adu,
+                         mask=np.ma.getmaskarray(ccd), copy=False)
+    elif isinstance(ccd, np.ndarray):
+        result = CCDData(ccd, unit=u.adu, copy=False)
+    else:
+        msg = ('ccd must be a CCDData, NDData, Quantity, numpy array, FITS '
+               f'image HDU, HDUList or FITS path, got {type(ccd).__name__}')
+        raise TypeError(msg)
+    check_image(result.data, name='ccd')
+    return result
+
+
+def check_image(data, *, name):
+    """Raise unless ``data`` is a non-empty, numeric, 2-D array."""
+    if data.ndim != 2:
+        msg = f'{name} must be 2-D, got {data.ndim} dimension(s)'
+        raise ValueError(msg)
+    if data.size == 0:
+        msg = f'{name} is empty (shape {data.shape})'
+        raise ValueError(msg)
+    if not (np.issubdtype(data.dtype, np.number)
+            or data.dtype == np.bool_):
+        msg = f'{name} must hold numbers, got dtype {data.dtype}'
+        raise TypeError(msg)
+    if np.issubdtype(data.dtype, np.complexfloating):
+        msg = (f'{name} must hold real numbers, got dtype {data.dtype}; pass '
+               'the real part (or the modulus) explicitly')
+        raise TypeError(msg)
+
+
+def as_pair(value, *, name, odd=False, upper_bound=None):
+    """
+    Return a positive int or ``(ny, nx)`` pair as a tuple of two ints.
+
+    With ``odd``, each size must be odd (median-filter windows); with
+    ``upper_bound`` (an image shape), no size may exceed it.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd._validation import as_pair
+    >>> as_pair(64, name='box_size'), as_pair((31, 63), name='box_size')
+    ((64, 64), (31, 63))
+    >>> as_pair(128, name='box_size', upper_bound=(100, 200))
+    Traceback (most recent call last):
+    ...
+    ValueError: box_size (128, 128) is larger than the image (100, 200); ...
+    """
+    values = np.atleast_1d(np.asarray(value, dtype=object))
+    kind = 'positive odd int' if odd else 'positive int'
+    if (values.ndim != 1 or values.size not in (1, 2)
+            or not all(isinstance(v, Integral) and not isinstance(v, bool)
+                       for v in values)):
+        msg = f'{name} must be a {kind} or a (ny, nx) pair, got {value!r}'
+        raise TypeError(msg)
+    pair = tuple(int(v) for v in np.broadcast_to(values, 2))
+    if min(pair) < 1 or (odd and not all(v % 2 for v in pair)):
+        msg = f'{name} must be a {kind} or a (ny, nx) pair, got {value!r}'
+        raise ValueError(msg)
+    if upper_bound is not None and any(
+            size > bound for size, bound in zip(pair, upper_bound,
+                                                strict=True)):
+        msg = (f'{name} {pair} is larger than the image '
+               f'{tuple(upper_bound)}; use a smaller {name} or '
+               'method="constant"')
+        raise ValueError(msg)
+    return pair
+
+
+def as_number(value, *, name, minimum=0.0, inclusive=False):
+    """
+    Return a finite real number above ``minimum`` (or at it, with
+    ``inclusive``) as a float.
+
+    Python and numpy numbers are accepted, `bool` is not.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd._validation import as_number
+    >>> as_number(np.float32(1.5), name='threshold')
+    1.5
+    >>> as_number(0, name='filter_threshold', inclusive=True)
+    0.0
+    >>> as_number(-1, name='threshold')
+    Traceback (most recent call last):
+    ...
+    ValueError: threshold must be a positive number, got -1
+    """
+    if not isinstance(value, Real) or isinstance(value, (bool, np.bool_)):
+        msg = f'{name} must be a number, got {value!r}'
+        raise TypeError(msg)
+    if not (np.isfinite(value)
+            and (value >= minimum if inclusive else value > minimum)):
+        if minimum == 0:
+            what = 'a number >= 0' if inclusive else 'a positive number'
+        else:
+            what = f"a number {'>=' if inclusive else '>'} {minimum}"
+        msg = f'{name} must be {what}, got {value!r}'
+        raise ValueError(msg)
+    return float(value)
+
+
+def as_int(value, *, name, minimum=1):
+    """
+    Return an int of at least ``minimum``.
+
+    Python and numpy integers are accepted, `bool` is not.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd._validation import as_int
+    >>> as_int(np.int64(3), name='n_threads')
+    3
+    >>> as_int(2.0, name='n_threads')
+    Traceback (most recent call last):
+    ...
+    TypeError: n_threads must be an int, got 2.0
+    """
+    if not isinstance(value, Integral) or isinstance(value, (bool, np.bool_)):
+        msg = f'{name} must be an int, got {value!r}'
+        raise TypeError(msg)
+    if value < minimum:
+        msg = f'{name} must be an int >= {minimum}, got {value!r}'
+        raise ValueError(msg)
+    return int(value)
+
+
+def as_choice(value, *, name, choices):
+    """
+    Return ``value`` if it is one of ``choices``.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd._validation import as_choice
+    >>> as_choice('spline', name='edge', choices=('spline', 'adaptive'))
+    'spline'
+    """
+    if not isinstance(value, str):
+        msg = f'{name} must be a str, got {value!r}'
+        raise TypeError(msg)
+    if value not in choices:
+        msg = f'{name} must be one of {", ".join(map(repr, choices))}, got {value!r}'
+        raise ValueError(msg)
+    return value
+
+
+def as_rejection(value):
+    """The skew threshold of ``reject_skewed`` (`True`: 5), or `None` (off)."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        return 5.0
+    if not isinstance(value, Real):
+        msg = f'reject_skewed must be a bool or a number, got {value!r}'
+        raise TypeError(msg)
+    return as_number(value, name='reject_skewed')
+
+
+def as_saturation(value):
+    """The ``saturation`` of the invalid-pixel rule: a number, ``'header'``
+    or `None`."""
+    if value is None or value == 'header':
+        return value
+    if isinstance(value, str):
+        msg = f"saturation must be a number, 'header' or None, got {value!r}"
+        raise ValueError(msg)
+    if not isinstance(value, Real) or isinstance(value, (bool, np.bool_)):
+        msg = f"saturation must be a number, 'header' or None, got {value!r}"
+        raise TypeError(msg)
+    return float(value)
+
+
+def as_zero_area(value):
+    """The ``zero_area`` of the invalid-pixel rule: an int >= 1 or `None`."""
+    return None if value is None else as_int(value, name='zero_area')
+
+
+def as_mask(mask, *, name, shape):
+    """Return ``mask`` as a boolean array of ``shape`` (`None` passes)."""
+    if mask is None:
+        return None
+    if isinstance(mask, NDData):
+        mask = mask.data
+    mask = np.asanyarray(mask)
+    if not (mask.dtype == np.bool_ or np.issubdtype(mask.dtype, np.number)):
+        msg = f'{name} must be a boolean array, got dtype {mask.dtype}'
+        raise TypeError(msg)
+    if mask.shape != tuple(shape):
+        msg = (f'{name} must have the image shape {tuple(shape)}, '
+               f'got {mask.shape}')
+        raise ValueError(msg)
+    return mask.astype(bool, copy=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """
+    The validated settings of one estimate: what the engine
+    (`ezbkg_ccd._engine`) runs on. Made by `as_settings`.
+
+    Attributes
+    ----------
+    method : str
+        The method name as given (stripped).
+    estimator : callable
+        Its registered estimator.
+    box_size, filter_size : (int, int)
+    filter_threshold : float
+    reject_skewed : float or None
+        Skew threshold of mesh rejection, `None` when off.
+    options : `~types.MappingProxyType`
+        Further keywords for the estimator (read-only).
+    """
+
+    method: str
+    estimator: object
+    box_size: tuple
+    filter_size: tuple
+    filter_threshold: float
+    reject_skewed: float | None
+    options: types.MappingProxyType
+
+
+def as_settings(method, *, shape, box_size, filter_size, filter_threshold,
+                reject_skewed=False, options=None):
+    """
+    Check the settings of an estimate of an image of ``shape`` once.
+
+    The box is bounded by the image for an estimator on the mesh grid
+    (every one but those that set ``uses_meshes = False``).
+    """
+    estimator = get_estimator(method)
+    bound = shape if getattr(estimator, 'uses_meshes', True) else None
+    return Settings(
+        method=method.strip(), estimator=estimator,
+        box_size=as_pair(box_size, name='box_size', upper_bound=bound),
+        filter_size=as_pair(filter_size, name='filter_size', odd=True),
+        filter_threshold=as_number(filter_threshold, name='filter_threshold',
+                                   inclusive=True),
+        reject_skewed=as_rejection(reject_skewed),
+        options=types.MappingProxyType(dict(options or {})))
