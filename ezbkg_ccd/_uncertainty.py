@@ -3,39 +3,10 @@
 Uncertainty of a background-subtracted image.
 """
 
-from numbers import Real
-
-import astropy.units as u
 import numpy as np
 from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertainty
 
 __all__ = []
-
-
-def gain_in_electrons(gain, unit):
-    """
-    Return the gain in electrons per ``unit`` as a float, or `None`.
-
-    Data in electrons have a gain of 1; ``gain`` may be a number (taken
-    to be electrons per data unit) or a `~astropy.units.Quantity`.
-    """
-    if gain is None:
-        return 1.0 if unit == u.electron else None
-    if isinstance(gain, u.Quantity):
-        try:
-            value = gain.to_value(u.electron / unit)
-        except u.UnitConversionError as exc:
-            msg = f'gain {gain} cannot be converted to electron / {unit}'
-            raise u.UnitsError(msg) from exc
-    elif isinstance(gain, Real) and not isinstance(gain, bool):
-        value = float(gain)
-    else:
-        msg = f'gain must be a number or a Quantity, got {type(gain).__name__}'
-        raise TypeError(msg)
-    if not (np.isfinite(value) and value > 0):
-        msg = f'gain must be positive and finite, got {gain!r}'
-        raise ValueError(msg)
-    return value
 
 
 #: Uncertainty types converted in place: to and from a variance array,

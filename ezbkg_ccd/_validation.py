@@ -208,6 +208,27 @@ def as_choice(value, *, name, choices):
     return value
 
 
+def as_gain(gain, unit):
+    """
+    The gain in electrons per ``unit`` as a float, or `None` (unknown).
+
+    Data in electrons have a gain of 1; ``gain`` may be a number (taken
+    to be electrons per data unit) or a `~astropy.units.Quantity`.
+    """
+    if gain is None:
+        return 1.0 if unit == u.electron else None
+    if isinstance(gain, u.Quantity):
+        try:
+            gain = gain.to_value(u.electron / unit)
+        except u.UnitConversionError as exc:
+            msg = f'gain {gain} cannot be converted to electron / {unit}'
+            raise u.UnitsError(msg) from exc
+    elif not isinstance(gain, Real) or isinstance(gain, (bool, np.bool_)):
+        msg = f'gain must be a number or a Quantity, got {type(gain).__name__}'
+        raise TypeError(msg)
+    return as_number(gain, name='gain')
+
+
 def as_rejection(value):
     """The skew threshold of ``reject_skewed`` (`True`: 5), or `None` (off)."""
     if value is False or value is None:

@@ -30,6 +30,7 @@ from ezbkg_ccd._runners import (
     run_here,
     run_isolated,
 )
+from ezbkg_ccd._validation import as_choice, as_int
 from ezbkg_ccd._wcs import ccd_hdus
 from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import (
@@ -355,12 +356,8 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     skipped already background-subtracted
     skipped already background-subtracted
     """
-    if mode not in MODES:
-        msg = f'mode must be one of {sorted(MODES)}, got {mode!r}'
-        raise ValueError(msg)
-    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
-        msg = f'n_jobs must be a positive int, got {n_jobs!r}'
-        raise ValueError(msg)
+    as_choice(mode, name='mode', choices=tuple(MODES))
+    as_int(n_jobs, name='n_jobs')
     check_keywords(  # once, not in every worker
         options.get('method', 'sep'), options,
         options.get('source_mask_options'), function='process_files',

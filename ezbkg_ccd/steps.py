@@ -12,9 +12,10 @@ from astropy.nddata import CCDData
 
 from ezbkg_ccd import _engine
 from ezbkg_ccd._conditioning import work_dtype
-from ezbkg_ccd._uncertainty import gain_in_electrons, subtracted_uncertainty
+from ezbkg_ccd._uncertainty import subtracted_uncertainty
 from ezbkg_ccd._validation import (
     as_ccddata,
+    as_gain,
     as_mask,
     as_saturation,
     as_settings,
@@ -25,6 +26,7 @@ from ezbkg_ccd.masks import (
     SOURCE_MASK_OPTIONS,
     check_source_mask_options,
     detect_sources,
+    invalid_pixels,
     prepare_frame,
 )
 from ezbkg_ccd.provenance import (
@@ -339,7 +341,7 @@ def subtract_background(ccd, background=None, *, gain=None,
     if background.unit != ccd.unit:
         msg = f'background is in {background.unit}, but ccd is in {ccd.unit}'
         raise u.UnitsError(msg)
-    gain = gain_in_electrons(gain, ccd.unit)
+    gain = as_gain(gain, ccd.unit)
     dtype = work_dtype(ccd.data.dtype)
     if background.data_load:
         dtype = np.result_type(dtype, background.data.dtype)
@@ -368,15 +370,17 @@ def _output_mask(ccd, background, residual, estimated):
     ``ccd.mask`` OR every invalid pixel of the subtraction.
 
     A background estimated from ``ccd`` itself already holds its invalid
-    pixels; otherwise the non-finite pixels of the result are added.
+    pixels; otherwise they are found by the package's one rule
+    (`~ezbkg_ccd.invalid_pixel_mask`) and the background's invalid
+    pixels and the non-finite pixels of the result are added.
     """
     if estimated:
         return background.invalid_mask
-    mask = np.isfinite(residual)
-    np.logical_not(mask, out=mask)
-    for extra in (ccd.mask, background.invalid_mask):
-        if extra is not None:
-            mask |= as_mask(extra, name='ccd.mask', shape=ccd.shape)
+    mask, _ = invalid_pixels(ccd)
+    mask |= ~np.isfinite(residual)
+    if background.invalid_mask is not None:
+        mask |= as_mask(background.invalid_mask, name='background.invalid_mask',
+                        shape=ccd.shape)
     return mask
 
 

@@ -129,7 +129,7 @@ class TestProcessFiles:
 
     @pytest.mark.parametrize('kwargs, match', [
         ({'mode': 'both'}, 'mode must be one of'),
-        ({'n_jobs': 0}, 'n_jobs must be a positive int'),
+        ({'n_jobs': 0}, 'n_jobs must be an int >= 1, got 0'),
     ])
     def test_bad_options(self, tmp_path, kwargs, match):
         """Bad batch options are refused."""

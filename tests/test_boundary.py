@@ -66,6 +66,10 @@ class TestOneInvalidPixelRule:
         assert np.abs(bkg.data - truth).max() < SIGMA
         result = subtract_background(ccd, box_size=32)
         np.testing.assert_array_equal(result.mask, self.expected(ccd))
+        clean = estimate_background(make_sky('flat', (128, 128))[0],
+                                    box_size=32)
+        given = subtract_background(ccd, clean)  # a background from elsewhere
+        np.testing.assert_array_equal(given.mask, self.expected(ccd))
 
     def test_auto_mask_and_workflow(self, gappy, tmp_path):
         """The automatic mask and the ezphot workflow use it too."""

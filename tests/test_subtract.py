@@ -242,7 +242,7 @@ class TestUncertainty:
 
     @pytest.mark.parametrize('gain, error, match', [
         ('2', TypeError, 'gain must be a number'),
-        (-1.0, ValueError, 'gain must be positive'),
+        (-1.0, ValueError, 'gain must be a positive number, got -1.0'),
         (2 * u.s, u.UnitsError, 'gain 2.0 s cannot be converted'),
     ])
     def test_bad_gain(self, ccd, gain, error, match):
