@@ -56,6 +56,14 @@ class BackgroundFile(Background):
         self.is_saved = is_saved
         self.removable = removable
 
+    @classmethod
+    def read(cls, path):
+        """
+        Read the background of a file (`~ezbkg_ccd.read_background`) as a
+        saved `BackgroundFile` at ``path``.
+        """
+        return cls(read_background(path), path, is_saved=True)
+
     @property
     def is_exists(self):
         """Whether a file exists at `path`."""

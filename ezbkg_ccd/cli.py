@@ -68,6 +68,20 @@ def _odd(value):
     return _positive(value, odd=True)
 
 
+def _saturation(value):
+    if value in ('header', 'none'):
+        return None if value == 'none' else value
+    try:
+        return float(value)
+    except ValueError:
+        msg = f"must be a number, 'header' or 'none', got {value}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _zero_area(value):
+    return None if value == 'none' else _positive(value)
+
+
 def _unit(value):
     try:
         return u.Unit(value)
@@ -85,6 +99,8 @@ def _batch(arguments):
         options['reject_skewed'] = True
     if arguments.threads > 1:
         options['n_threads'] = arguments.threads
+    options['saturation'] = arguments.saturation
+    options['zero_area'] = arguments.zero_area
     reports = process_files(
         arguments.files, output_dir=arguments.output_dir,
         n_jobs=arguments.jobs, client=arguments.scheduler,
@@ -189,6 +205,16 @@ def _add_batch_parser(commands, name, help_text):
                         help='mask sources automatically (default: none)')
     parser.add_argument('--reject-skewed', action='store_true',
                         help='reject meshes skewed by unmasked sources')
+    parser.add_argument('--saturation', type=_saturation, default='header',
+                        metavar='LEVEL',
+                        help="pixels at or above LEVEL are invalid: a number, "
+                             "'header' (SATURATE, SATLEVEL or SATURATN; the "
+                             "default) or 'none'")
+    parser.add_argument('--zero-area', type=_zero_area, default=100,
+                        metavar='N',
+                        help="zeros in connected regions of N pixels or more "
+                             "(chip gaps) are invalid (default: 100; 'none' "
+                             'keeps them)')
     parser.add_argument('--hdu', type=_hdu, default=None,
                         help='image HDU index or name (default: the first '
                              'HDU with image data)')

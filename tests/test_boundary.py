@@ -11,6 +11,7 @@ from astropy.nddata import CCDData
 
 from ezbkg_ccd import (
     BackgroundEstimate,
+    BackgroundFile,
     BackgroundGenerator,
     ScienceImage,
     _engine,
@@ -24,6 +25,7 @@ from ezbkg_ccd import (
     registry,
     subtract_background,
 )
+from ezbkg_ccd.cli import main
 
 from .conftest import SIGMA, make_sky
 
@@ -238,3 +240,46 @@ class TestEngine:
             settings.box_size = (8, 8)
         with pytest.raises(TypeError, match='does not support item'):
             settings.options['edge'] = 'spline'
+
+
+class TestRuleOnTheCommandLine:
+    """The command line takes the rule's settings."""
+
+    @pytest.mark.parametrize('flags, expected', [
+        ([], 'saturated+zero-area'),
+        (['--saturation', 'none'], 'zero-area'),
+        (['--saturation', '1e5', '--zero-area', 'none'], 'none'),
+        (['--saturation', '4500', '--zero-area', '1000'], 'saturated'),
+    ])
+    def test_flags(self, gappy, tmp_path, flags, expected):
+        """--saturation and --zero-area reach every frame."""
+        ccd, _ = gappy
+        ccd.write(tmp_path / 'f.fits')
+        assert main(['-q', 'subtract', str(tmp_path / 'f.fits'), '-o',
+                     str(tmp_path / 'out'), '--box-size', '32',
+                     *flags]) == 0
+        _, bkg = read_with_background(tmp_path / 'out' / 'f_bkgsub.fits')
+        assert bkg.header['BKGINVM'] == expected
+
+    @pytest.mark.parametrize('flags, message', [
+        (['--saturation', 'high'], "--saturation: must be a number, "
+         "'header' or 'none', got high"),
+        (['--zero-area', '0'], '--zero-area: must be a positive integer'),
+    ])
+    def test_bad_flags(self, tmp_path, capsys, flags, message):
+        """Bad values are argparse errors naming the flag."""
+        with pytest.raises(SystemExit, match='2'):
+            main(['subtract', str(tmp_path / 'f.fits'), '-o',
+                  str(tmp_path), *flags])
+        assert message in capsys.readouterr().err
+
+
+def test_background_file_read(tmp_path):
+    """BackgroundFile.read gives a saved background at its path."""
+    bkg = estimate_background(make_sky('flat', (64, 64))[0], box_size=32)
+    bkg.write(tmp_path / 'b.fits')
+    again = BackgroundFile.read(tmp_path / 'b.fits')
+    assert isinstance(again, BackgroundFile)
+    assert again.path == tmp_path / 'b.fits' and again.is_saved
+    np.testing.assert_array_equal(again.data, bkg.data)
+    assert again.remove() and not again.is_exists
