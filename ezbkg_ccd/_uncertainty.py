@@ -24,35 +24,53 @@ _FROM_VARIANCE = {StdDevUncertainty: np.sqrt,
 _BLOCK_ROWS = 256
 
 
+def _base(kind):
+    """The one of the three variance-like types ``kind`` is (a subclass
+    included), or `None`."""
+    return next((base for base in _TO_VARIANCE if issubclass(kind, base)),
+                None)
+
+
+def _in_unit(variance, variance_unit, unit):
+    """``variance`` (in ``variance_unit``, `None` for the data's) in
+    ``unit**2``, scaled in place."""
+    if variance_unit is not None:
+        scale = variance_unit.to(unit**2)
+        if scale != 1:
+            variance *= scale
+    return variance
+
+
 def _variance(uncertainty, unit):
     """A new variance array (float) of any astropy uncertainty, in unit**2."""
     kind = type(uncertainty)
-    if kind in _TO_VARIANCE:
+    base = _base(kind)
+    if base is not None:
         array = np.asarray(uncertainty.array)
         if array.dtype.kind != 'f':
             array = array.astype(np.float64)
-        variance = _TO_VARIANCE[kind](array)
-        if uncertainty._unit is not None:
-            scale = (uncertainty._unit ** _UNIT_POWER[kind]).to(unit**2)
-            if scale != 1:
-                variance *= scale
-    else:
-        try:
-            variance = uncertainty.represent_as(VarianceUncertainty).array
-        except (TypeError, AttributeError) as exc:
-            msg = (f'ccd.uncertainty of type {kind.__name__} cannot be '
-                   'converted to a variance')
-            raise TypeError(msg) from exc
-    return variance
+        variance = _TO_VARIANCE[base](array)
+        own = uncertainty._unit
+        return _in_unit(variance, None if own is None
+                        else own ** _UNIT_POWER[base], unit)
+    try:
+        converted = uncertainty.represent_as(VarianceUncertainty)
+    except (TypeError, AttributeError) as exc:
+        msg = (f'ccd.uncertainty of type {kind.__name__} cannot be '
+               'converted to a variance')
+        raise TypeError(msg) from exc
+    variance = np.array(converted.array, dtype=np.float64)
+    return _in_unit(variance, converted._unit, unit)
 
 
 def _as_uncertainty(variance, kind, unit):
     """Turn a variance array into an uncertainty of ``kind`` (in place)."""
-    if kind in _FROM_VARIANCE:
-        convert = _FROM_VARIANCE[kind]
+    base = _base(kind)
+    if base is not None:
+        convert = _FROM_VARIANCE[base]
         if convert is not None:
             convert(variance, out=variance)
-        return kind(variance, unit=unit ** (2 // _UNIT_POWER[kind]),
+        return kind(variance, unit=unit ** (2 // _UNIT_POWER[base]),
                     copy=False)
     return VarianceUncertainty(variance, unit=unit**2).represent_as(kind)
 

@@ -129,10 +129,9 @@ def as_pair(value, *, name, odd=False, upper_bound=None):
     return pair
 
 
-def as_number(value, *, name, minimum=0.0, inclusive=False):
+def as_number(value, *, name, zero=False):
     """
-    Return a finite real number above ``minimum`` (or at it, with
-    ``inclusive``) as a float.
+    Return a finite positive real number (or 0, with ``zero``) as a float.
 
     Python and numpy numbers are accepted, `bool` is not.
 
@@ -142,7 +141,7 @@ def as_number(value, *, name, minimum=0.0, inclusive=False):
     >>> from ezbkg_ccd._validation import as_number
     >>> as_number(np.float32(1.5), name='threshold')
     1.5
-    >>> as_number(0, name='filter_threshold', inclusive=True)
+    >>> as_number(0, name='filter_threshold', zero=True)
     0.0
     >>> as_number(-1, name='threshold')
     Traceback (most recent call last):
@@ -152,12 +151,8 @@ def as_number(value, *, name, minimum=0.0, inclusive=False):
     if not isinstance(value, Real) or isinstance(value, (bool, np.bool_)):
         msg = f'{name} must be a number, got {value!r}'
         raise TypeError(msg)
-    if not (np.isfinite(value)
-            and (value >= minimum if inclusive else value > minimum)):
-        if minimum == 0:
-            what = 'a number >= 0' if inclusive else 'a positive number'
-        else:
-            what = f"a number {'>=' if inclusive else '>'} {minimum}"
+    if not (np.isfinite(value) and (value >= 0 if zero else value > 0)):
+        what = 'a number >= 0' if zero else 'a positive number'
         msg = f'{name} must be {what}, got {value!r}'
         raise ValueError(msg)
     return float(value)
@@ -321,6 +316,6 @@ def as_settings(method, *, shape, box_size, filter_size, filter_threshold,
         box_size=as_pair(box_size, name='box_size', upper_bound=bound),
         filter_size=as_pair(filter_size, name='filter_size', odd=True),
         filter_threshold=as_number(filter_threshold, name='filter_threshold',
-                                   inclusive=True),
+                                   zero=True),
         reject_skewed=as_rejection(reject_skewed),
         options=types.MappingProxyType(dict(options or {})))

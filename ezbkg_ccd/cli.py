@@ -306,6 +306,7 @@ def main(argv=None):
     logger = logging.getLogger('ezbkg_ccd')
     handler = logging.StreamHandler(sys.stderr)  # one line per message
     handler.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
+    previous_level = logger.level
     logger.setLevel(level)
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False  # printed once
@@ -327,6 +328,7 @@ def main(argv=None):
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
+        logger.setLevel(previous_level)
 
 
 if __name__ == '__main__':  # pragma: no cover

@@ -3,6 +3,7 @@
 and safe, or the file fails alone with a clear message."""
 
 import faulthandler
+import functools
 import json
 import os
 import re
@@ -36,38 +37,42 @@ from ezbkg_ccd._reader import read_ccddata
 from ezbkg_ccd.cli import main
 
 from .conftest import DATA, install_plugin
+from .test_cli import run_cli
 
 #: Pixels at which WCSs are compared: corners and centre of a 100x100 frame.
 PIXELS = [(0, 0), (99, 0), (0, 99), (99, 99), (50, 50)]
 
-#: Prints the world coordinates of PIXELS in the file argv[1], read with
-#: CCDData.read, as JSON: run in a subprocess, where a crash inside
-#: astropy.wcs shows as an exit code instead of ending the tests.
+#: Prints the world coordinates of PIXELS in each file argv[1:], read
+#: with CCDData.read, as one JSON line per file: run in a subprocess,
+#: where a crash inside astropy.wcs shows as an exit code instead of
+#: ending the tests.
 READ_BACK = textwrap.dedent(f"""
     import json, sys, warnings
     from astropy.nddata import CCDData
     warnings.simplefilter('ignore')
-    ccd = CCDData.read(sys.argv[1], unit='adu')
-    world = [[float(v) for v in ccd.wcs.pixel_to_world_values(x, y)]
-             for x, y in {PIXELS}]
-    print(json.dumps({{'world': world, 'sip': ccd.wcs.sip is not None}}))
+    for path in sys.argv[1:]:
+        ccd = CCDData.read(path, unit='adu')
+        world = [[float(v) for v in ccd.wcs.pixel_to_world_values(x, y)]
+                 for x, y in {PIXELS}]
+        print(json.dumps({{'world': world, 'sip': ccd.wcs.sip is not None}}))
 """)
 
 
-def read_back(path):
-    """World coordinates of PIXELS in a file, read in a subprocess."""
-    process = subprocess.run([sys.executable, '-c', READ_BACK, str(path)],
+def read_back(*paths):
+    """World coordinates of PIXELS in each file, read in one subprocess."""
+    process = subprocess.run([sys.executable, '-c', READ_BACK,
+                              *map(str, paths)],
                              capture_output=True, text=True, timeout=120,
                              check=False)
     assert process.returncode == 0, (process.returncode, process.stderr)
-    return json.loads(process.stdout)
+    return [json.loads(line) for line in process.stdout.splitlines()]
 
 
-def ezbkg(*arguments, cwd, env=None):
-    """Run the ezbkg command line in a subprocess."""
-    return subprocess.run([sys.executable, '-m', 'ezbkg_ccd.cli', *arguments],
-                          capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=600, check=False)
+@pytest.fixture
+def ezbkg(capfd):
+    """``ezbkg(*arguments, cwd=..., shown_warnings=False)``: the command
+    line, in this process (`run_cli`)."""
+    return functools.partial(run_cli, capfd)
 
 
 def sky(seed=0, shape=(100, 100)):
@@ -116,8 +121,8 @@ class TestReadableOutputs:
         header = fits.getheader(output)
         assert 'CQDIS1' in header and 'AMDX1' not in header
         assert header['PLATEID'].strip() == '0025'
-        original = read_back(dss_frame)
-        np.testing.assert_allclose(read_back(output)['world'],
+        again, original = read_back(output, dss_frame)
+        np.testing.assert_allclose(again['world'],
                                    original['world'], rtol=0, atol=1e-9)
 
     def test_dss_output_processed_again(self, dss_frame, tmp_path):
@@ -164,17 +169,18 @@ class TestReadableOutputs:
         path = tmp_path / 'sip.fits'
         fits.PrimaryHDU(sky(), header=header).writeto(path)
         assert main(['-q', 'subtract', str(path), '-o', str(tmp_path)]) == 0
-        again = read_back(tmp_path / 'sip_bkgsub.fits')
+        again, original = read_back(tmp_path / 'sip_bkgsub.fits', path)
         assert again['sip']
-        np.testing.assert_allclose(again['world'], read_back(path)['world'],
+        np.testing.assert_allclose(again['world'], original['world'],
                                    rtol=0, atol=1e-9)
 
 
 @pytest.fixture
-def crashing_plugin(tmp_path):
-    """An installed estimator plugin whose compiled code 'crashes' (aborts
-    the process) on frames whose first pixel is 666; the environment to
-    run the command line with it."""
+def crashing_plugin(tmp_path, monkeypatch):
+    """An estimator plugin, installed in this process (whose worker
+    processes inherit it), whose compiled code 'crashes' (aborts the
+    process) on frames whose first pixel is 666; the paths of four
+    frames, the second of which crashes it."""
     install_plugin(tmp_path, 'crashplugin', 'fragile = crashplugin:fragile',
                    textwrap.dedent("""
         import os
@@ -197,21 +203,21 @@ def crashing_plugin(tmp_path):
         if index == 1:
             data[0, 0] = 666
         CCDData(data, unit='adu').write(folder / f'f{index}.fits')
-    paths = [str(path) for path in sorted(folder.glob('*.fits'))]
-    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
-        [str(tmp_path), os.environ.get('PYTHONPATH', '')])}
-    return paths, env
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, '_REGISTRY', dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, '_entry_points_loaded', False)
+    return [str(path) for path in sorted(folder.glob('*.fits'))]
 
 
 class TestCrashIsolation:
     """A file that crashes its worker fails alone."""
 
+    @pytest.mark.usefixtures('no_crash_dump')
     @pytest.mark.parametrize('jobs', ['1', '2'])
-    def test_crashing_file(self, crashing_plugin, tmp_path, jobs):
+    def test_crashing_file(self, ezbkg, crashing_plugin, tmp_path, jobs):
         """Exit 1, the crashing file named, every other file written."""
-        paths, env = crashing_plugin
-        process = ezbkg('subtract', *paths, '-o', 'out', '--method',
-                        'fragile', '-j', jobs, cwd=tmp_path, env=env)
+        process = ezbkg('subtract', *crashing_plugin, '-o', 'out', '--method',
+                        'fragile', '-j', jobs, cwd=tmp_path)
         assert process.returncode == 1, process.stderr
         # a file whose result was lost with the crashed pool, though its
         # output was written, is found done (skipped) on its retry
@@ -236,14 +242,9 @@ class TestCrashIsolation:
             faulthandler.enable(file=sys.__stderr__)
 
     @pytest.mark.usefixtures('no_crash_dump')
-    def test_process_files_isolate(self, crashing_plugin, tmp_path,
-                                   monkeypatch):
+    def test_process_files_isolate(self, crashing_plugin, tmp_path):
         """process_files(isolate=True) reports the crash in its report."""
-        paths, env = crashing_plugin
-        monkeypatch.syspath_prepend(env['PYTHONPATH'].split(os.pathsep)[0])
-        monkeypatch.setattr(registry, '_REGISTRY', dict(registry._REGISTRY))
-        monkeypatch.setattr(registry, '_entry_points_loaded', False)
-        reports = process_files(paths, output_dir=tmp_path / 'out',
+        reports = process_files(crashing_plugin, output_dir=tmp_path / 'out',
                                 method='fragile', isolate=True)
         assert [r.status for r in reports] == ['done', 'failed', 'done',
                                                'done']
@@ -263,12 +264,12 @@ class TestHostileHeaders:
         path.write_bytes(bytes(raw))
 
     @pytest.mark.parametrize('byte', [0x01, 0x7f, 0xe9])
-    def test_batch_goes_on(self, tmp_path, byte):
+    def test_batch_goes_on(self, ezbkg, tmp_path, byte):
         """The card is repaired with a warning; the batch goes on."""
         self._with_bad_observer(tmp_path / 'a.fits', byte)
         CCDData(sky(2), unit='adu').write(tmp_path / 'b.fits')
         process = ezbkg('subtract', 'a.fits', 'b.fits', '-o', 'out', '-j', '1',
-                        cwd=tmp_path)
+                        cwd=tmp_path, shown_warnings=True)
         assert process.returncode == 0, process.stderr
         assert '2 done' in process.stdout
         header = fits.getheader(tmp_path / 'out' / 'a_bkgsub.fits')
@@ -294,7 +295,7 @@ class TestHostileHeaders:
                                   tmp_path / 'out.fits')
         assert fits.getval(tmp_path / 'out.fits', 'OBSERVER') == 'Jos?'
 
-    def test_outputs_record_their_input(self, tmp_path):
+    def test_outputs_record_their_input(self, ezbkg, tmp_path):
         """CLI outputs carry TGTPATH, the absolute input path."""
         CCDData(sky(), unit='adu').write(tmp_path / 'a.fits')
         for command, name in (('subtract', 'a_bkgsub.fits'),
@@ -310,7 +311,7 @@ class TestHostileHeaders:
 class TestReruns:
     """A rerun never damages or silently keeps a wrong output."""
 
-    def test_twice_in_one_folder(self, tmp_path):
+    def test_twice_in_one_folder(self, ezbkg, tmp_path):
         """`ezbkg subtract *.fits` twice: the second run skips its own
         outputs (already subtracted) and leaves them untouched."""
         for index in range(2):
@@ -328,7 +329,7 @@ class TestReruns:
                 for path in tmp_path.glob('*_bkgsub.fits')} == before
         assert not list(tmp_path.glob('*_bkgsub_bkgsub.fits'))
 
-    def test_resubtract_flag(self, tmp_path):
+    def test_resubtract_flag(self, ezbkg, tmp_path):
         """--resubtract subtracts an output again, on purpose."""
         CCDData(sky(), unit='adu').write(tmp_path / 'f.fits')
         ezbkg('subtract', 'f.fits', cwd=tmp_path)
@@ -338,7 +339,7 @@ class TestReruns:
         assert abs(read_background(tmp_path / 'f_bkgsub_bkgsub.fits')
                    .global_back) < 1
 
-    def test_estimate_outputs_skipped(self, tmp_path):
+    def test_estimate_outputs_skipped(self, ezbkg, tmp_path):
         """Background files (estimate outputs) are not frames."""
         CCDData(sky(), unit='adu').write(tmp_path / 'f.fits')
         ezbkg('estimate', 'f.fits', cwd=tmp_path)
@@ -346,7 +347,7 @@ class TestReruns:
         assert process.returncode == 0
         assert 'skipped f.bkg.fits: a background file' in process.stderr
 
-    def test_output_of_another_input(self, tmp_path):
+    def test_output_of_another_input(self, ezbkg, tmp_path):
         """An output made from another file of the same name is a failure,
         never a silent skip; --overwrite replaces it."""
         for night, level in (('n1', 100.0), ('n2', 300.0)):
@@ -696,16 +697,18 @@ class TestSecurity:
 class TestMessages:
     """What the command line prints."""
 
-    def test_each_warning_once_and_quiet(self, tmp_path):
+    def test_each_warning_once_and_quiet(self, ezbkg, tmp_path):
         """A repaired card is reported once; -q silences it."""
         TestHostileHeaders._with_bad_observer(tmp_path / 'a.fits', 0x01)
-        loud = ezbkg('estimate', 'a.fits', '-o', 'one', cwd=tmp_path)
+        loud = ezbkg('estimate', 'a.fits', '-o', 'one', cwd=tmp_path,
+                     shown_warnings=True)
         assert loud.returncode == 0
         assert loud.stderr.count('repaired the card(s) OBSERVER') == 1
-        quiet = ezbkg('-q', 'estimate', 'a.fits', '-o', 'two', cwd=tmp_path)
+        quiet = ezbkg('-q', 'estimate', 'a.fits', '-o', 'two', cwd=tmp_path,
+                      shown_warnings=True)
         assert quiet.returncode == 0 and quiet.stderr == ''
 
-    def test_quiet_after_the_command(self, tmp_path):
+    def test_quiet_after_the_command(self, ezbkg, tmp_path):
         """-q and -v are taken after the subcommand too."""
         CCDData(sky(), unit='adu').write(tmp_path / 'a.fits')
         process = ezbkg('subtract', 'a.fits', '-o', 'out', '-q', cwd=tmp_path)
@@ -716,7 +719,7 @@ class TestMessages:
         process = ezbkg('estimate', 'a.fits', '-o', 'out', '-v', cwd=tmp_path)
         assert 'INFO: done' in process.stderr
 
-    def test_failure_printed_once(self, tmp_path):
+    def test_failure_printed_once(self, ezbkg, tmp_path):
         """A failed file is named once, in the summary."""
         (tmp_path / 'bad.fits').write_text('not FITS')
         process = ezbkg('subtract', 'bad.fits', cwd=tmp_path)

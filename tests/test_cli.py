@@ -1,11 +1,16 @@
 # Licensed under a 3-clause BSD style license - see LICENSE
 """Tests of the ezbkg command line."""
 
+import contextlib
+import functools
 import json
+import logging
 import signal
 import subprocess
 import sys
 import time
+import warnings
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -16,16 +21,91 @@ from ezbkg_ccd import __version__, read_background, read_with_background
 from ezbkg_ccd.cli import main
 
 
-def ezbkg(*arguments, cwd):
-    """Run the ezbkg command line in a subprocess."""
+class Run(NamedTuple):
+    """What one ``ezbkg`` run gave, as `subprocess.CompletedProcess` has it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def ezbkg_subprocess(*arguments, cwd):
+    """Run the ezbkg command line in a subprocess (``python -m``)."""
     return subprocess.run([sys.executable, '-m', 'ezbkg_ccd.cli', *arguments],
                           capture_output=True, text=True, cwd=cwd,
                           timeout=600, check=False)
 
 
+def _print_warning(message, category, filename, lineno, file=None,
+                   line=None):
+    """Print a warning to `sys.stderr`, as Python does by default."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename,
+                                            lineno, line))
+
+
+@contextlib.contextmanager
+def interpreter_warnings():
+    """
+    Warnings as a plain ``python`` process, the ``ezbkg`` script, has
+    them, instead of the tests' ``error``: printed to `sys.stderr` (not
+    recorded by pytest) once per place, deprecation and resource warnings
+    ignored.
+    """
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for category in (DeprecationWarning, PendingDeprecationWarning,
+                         ImportWarning, ResourceWarning):
+            warnings.simplefilter('ignore', category)
+        warnings.showwarning = _print_warning
+        yield
+
+
+def run_cli(capfd, *arguments, cwd, shown_warnings=False):
+    """
+    Run the ezbkg command line in this process, as a shell in ``cwd``
+    would: its exit code (a usage error's too) and what it printed.
+
+    The output is captured at the file descriptors (``capfd``), so what
+    its worker processes print is in it. With ``shown_warnings`` the
+    warnings are printed as by the ``ezbkg`` script; otherwise any
+    warning is an error, as everywhere in the tests (in a worker, it
+    fails the frame).
+    """
+    capfd.readouterr()  # what came before is not this run's
+    try:
+        with contextlib.chdir(cwd), (interpreter_warnings() if shown_warnings
+                                     else contextlib.nullcontext()):
+            returncode = main([str(argument) for argument in arguments])
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        returncode = exc.code
+    return Run(returncode, *capfd.readouterr())
+
+
+@pytest.fixture
+def ezbkg(capfd):
+    """``ezbkg(*arguments, cwd=...)``: the command line, in this process."""
+    return functools.partial(run_cli, capfd)
+
+
+def test_logger_left_as_it_was(tmp_path, ezbkg):
+    """The command line sets the package logger's level for its run only,
+    so a program calling main() keeps its own logging."""
+    logger = logging.getLogger('ezbkg_ccd')
+    logger.setLevel(logging.WARNING)
+    try:
+        run = ezbkg('-v', 'estimate', 'missing.fits', '-o', 'out',
+                    cwd=tmp_path)
+        assert run.returncode == 1
+        assert logger.level == logging.WARNING
+        assert not logger.handlers and logger.propagate
+    finally:
+        logger.setLevel(logging.NOTSET)
+
+
 def test_demo_subprocess(tmp_path):
-    """The demo writes a readable subtracted frame with its background."""
-    process = ezbkg('demo', '-o', 'out', cwd=tmp_path)
+    """The demo writes a readable subtracted frame with its background;
+    ``python -m ezbkg_ccd.cli`` is the command line."""
+    process = ezbkg_subprocess('demo', '-o', 'out', cwd=tmp_path)
     assert process.returncode == 0, process.stderr
     assert 'global_back: 163.254' in process.stdout
     figure = tmp_path / 'out' / 'raw_ccd_a8280271_bkgsub.png'
@@ -62,9 +142,9 @@ def test_usage_error(capsys):
 
 
 class TestCommandLine:
-    """The ezbkg command, run as a user would."""
+    """The ezbkg command, run as a user would (in this process)."""
 
-    def test_subtract_exit_code_and_summary(self, frames, tmp_path):
+    def test_subtract_exit_code_and_summary(self, ezbkg, frames, tmp_path):
         """A failing frame gives exit code 1 and names the file."""
         process = ezbkg('subtract', *sorted(str(p) for p in frames.glob('*.fits')),
                         '-o', 'out', '--box-size', '32', '--jobs', '2',
@@ -77,7 +157,7 @@ class TestCommandLine:
         png = (tmp_path / 'out' / 'raw_bkgsub.png').read_bytes()
         assert png[:8] == b'\x89PNG\r\n\x1a\n'
 
-    def test_all_good_is_zero(self, frames, tmp_path):
+    def test_all_good_is_zero(self, ezbkg, frames, tmp_path):
         """All frames done, then all skipped: exit code 0."""
         paths = [str(frames / 'f0.fits'), str(frames / 'f1.fits')]
         first = ezbkg('subtract', *paths, '-o', 'out', '--method', 'constant',
@@ -89,7 +169,7 @@ class TestCommandLine:
         bkg = read_background(tmp_path / 'out' / 'f1_bkgsub.fits')
         assert bkg.method == 'constant' and bkg.header['BKGSRCM'] == 'auto'
 
-    def test_estimate_and_info(self, frames, tmp_path):
+    def test_estimate_and_info(self, ezbkg, frames, tmp_path):
         """estimate writes backgrounds; info prints their provenance."""
         process = ezbkg('estimate', str(frames / 'f0.fits'), '-o', '.',
                         '--box-size', '32', '--filter-size', '1',
@@ -102,7 +182,7 @@ class TestCommandLine:
         assert 'BKGREJT   5.0' in info.stdout
         assert 'global background level' in info.stdout
 
-    def test_info_readable_and_json(self, frames, tmp_path):
+    def test_info_readable_and_json(self, ezbkg, frames, tmp_path):
         """info rounds floats to float32 precision, hides the mesh
         settings a constant background ignores, shows the input path;
         --json gives every keyword unrounded."""
@@ -123,7 +203,7 @@ class TestCommandLine:
         assert report['file'] == 'f0.bkg.fits'
         assert report['keywords'] == dict(background.header)
 
-    def test_info_odd_values(self, frames, tmp_path):
+    def test_info_odd_values(self, ezbkg, frames, tmp_path):
         """A non-finite value is strict JSON text; a card astropy cannot
         parse is an error with exit code 1, not a traceback."""
         assert main(['-q', 'estimate', str(frames / 'f0.fits'), '-o',
@@ -146,13 +226,13 @@ class TestCommandLine:
         assert process.stderr.startswith('ezbkg: error: ')
         assert 'Traceback' not in process.stderr
 
-    def test_info_of_plain_file(self, frames, tmp_path):
+    def test_info_of_plain_file(self, ezbkg, frames, tmp_path):
         """info on a file without a background fails with code 1."""
         process = ezbkg('info', str(frames / 'f0.fits'), cwd=tmp_path)
         assert process.returncode == 1
         assert 'holds no background' in process.stderr
 
-    def test_all_hdus_cli(self, mosaic, tmp_path):
+    def test_all_hdus_cli(self, ezbkg, mosaic, tmp_path):
         """--all-hdus writes every CCD of a mosaic."""
         process = ezbkg('subtract', str(mosaic), '--all-hdus', '-o', 'out',
                         '--box-size', '32', cwd=tmp_path)
@@ -160,14 +240,14 @@ class TestCommandLine:
         with fits.open(tmp_path / 'out' / 'mosaic_bkgsub.fits') as hdulist:
             assert [h.name for h in hdulist].count('BKG') == 2
 
-    def test_help_everywhere(self, tmp_path):
+    def test_help_everywhere(self, ezbkg, tmp_path):
         """Every subcommand has --help."""
         for command in ('subtract', 'estimate', 'info', 'demo'):
             process = ezbkg(command, '--help', cwd=tmp_path)
             assert process.returncode == 0
             assert 'usage: ezbkg' in process.stdout
 
-    def test_interrupt_then_resume(self, tmp_path):
+    def test_interrupt_then_resume(self, ezbkg, tmp_path):
         """Ctrl-C leaves no partial output; a rerun finishes the rest."""
         folder = tmp_path / 'many'
         folder.mkdir()
