@@ -41,6 +41,9 @@ class Frame:
         The data unit.
     target : str or None
         The absolute path of the image file, if any (``TGTPATH``).
+    rule : `~ezbkg_ccd._validation.InvalidRule` or None
+        The settings of the invalid-pixel rule that found ``invalid``
+        (``BKGSATLV``, ``BKGZAREA``), if any.
     """
 
     work: np.ndarray
@@ -49,9 +52,10 @@ class Frame:
     conditioning: Conditioning
     unit: object
     target: str | None = None
+    rule: object = None
 
 
-def prepare(data, invalid, invalid_sources, *, unit, target=None):
+def prepare(data, invalid, invalid_sources, *, unit, target=None, rule=None):
     """
     A `Frame` of ``data`` with its ``invalid`` pixels (a new array this
     frame owns) and the pixels SEP cannot take added to them.
@@ -61,7 +65,8 @@ def prepare(data, invalid, invalid_sources, *, unit, target=None):
     for name, pixels in conditioning.problems.items():
         invalid |= pixels
         sources.append(name)
-    return Frame(work, invalid, tuple(sources), conditioning, unit, target)
+    return Frame(work, invalid, tuple(sources), conditioning, unit, target,
+                 rule)
 
 
 def excluded_pixels(frame, source_mask=None):
@@ -70,9 +75,20 @@ def excluded_pixels(frame, source_mask=None):
                 else frame.invalid | source_mask)
     if excluded.all():
         msg = ('ccd has no valid pixels: every pixel is masked, non-finite '
-               "or at or below -1e30 (SEP's marker of missing data)")
+               "or at or below -1e30 (SEP's marker of missing data)"
+               f'{_rule_hint(frame)}')
         raise ValueError(msg)
     return excluded
+
+
+def _rule_hint(frame):
+    """What to try when the invalid-pixel rule took much of the frame."""
+    hints = {'saturated': 'saturation=None', 'zero-area': 'zero_area=None'}
+    given = [hints[name] for name in frame.invalid_sources if name in hints]
+    if not given:
+        return ''
+    return (f'; invalid: {"+".join(frame.invalid_sources)} (if those are '
+            f'data, pass {" or ".join(given)})')
 
 
 def estimate_raw(frame, settings, excluded):
@@ -86,13 +102,24 @@ def estimate_raw(frame, settings, excluded):
                                          settings.box_size,
                                          threshold=settings.reject_skewed)
         excluded = excluded | skewed
-    if getattr(settings.estimator, 'uses_meshes', True):
-        require_usable_mesh(excluded, settings.box_size)
+    if settings.uses_meshes:
+        require_usable_mesh(excluded, settings.box_size,
+                            hint=_rule_hint(frame))
     raw = settings.estimator(
         frame.work, mask=excluded, box_size=settings.box_size,
         filter_size=settings.filter_size,
         filter_threshold=settings.filter_threshold, **settings.options)
     return raw, rejected
+
+
+def _rule_cards(rule):
+    """``BKGSATLV`` and ``BKGZAREA`` of an invalid-pixel rule: its
+    settings (``'none'`` for `None`), which `subtract_background` applies
+    again to an image a background read from a file is subtracted from."""
+    if rule is None:
+        return {}
+    return {key: 'none' if value is None else value for key, value in
+            (('BKGSATLV', rule.saturation), ('BKGZAREA', rule.zero_area))}
 
 
 def estimate(frame, settings, *, source_mask=None, source_kind='user',
@@ -117,6 +144,7 @@ def estimate(frame, settings, *, source_mask=None, source_kind='user',
         'BKGNPIX': result.samples_per_estimate,
         'BKGINVM': '+'.join(frame.invalid_sources) or 'none',
         'BKGNINV': int(np.count_nonzero(frame.invalid)),
+        **_rule_cards(frame.rule),
         'BKGSRCM': 'none' if source_mask is None else source_kind,
         'BKGNSRC': (0 if source_mask is None
                     else int(np.count_nonzero(source_mask))),

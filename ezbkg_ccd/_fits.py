@@ -26,11 +26,15 @@ def open_fits(path, *, memmap=False):
     files raise `OSError`; both name the path. Every HDU header is read
     so that truncation is found here rather than later; with ``memmap``
     the data are not read (only use them inside the ``with`` block).
+    ``path`` may also be an open binary file object.
     """
-    path = Path(path)
-    if not path.is_file():
-        msg = f'no such FITS file: {str(path)!r}'
-        raise FileNotFoundError(msg)
+    if hasattr(path, 'read'):
+        memmap = False  # a file object is read as it is
+    else:
+        path = Path(path)
+        if not path.is_file():
+            msg = f'no such FITS file: {str(path)!r}'
+            raise FileNotFoundError(msg)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         try:

@@ -19,7 +19,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, NDData
 
 from ezbkg_ccd._reader import hdulist_ccddata, read_ccddata
-from ezbkg_ccd.registry import get_estimator
+from ezbkg_ccd.registry import get_estimator, uses_meshes
 
 __all__ = []
 
@@ -226,33 +226,60 @@ def as_gain(gain, unit):
 
 def as_rejection(value):
     """The skew threshold of ``reject_skewed`` (`True`: 5), or `None` (off)."""
-    if value is False or value is None:
+    if value is None:
         return None
-    if value is True:
-        return 5.0
+    if isinstance(value, (bool, np.bool_)):
+        return 5.0 if value else None
     if not isinstance(value, Real):
         msg = f'reject_skewed must be a bool or a number, got {value!r}'
         raise TypeError(msg)
     return as_number(value, name='reject_skewed')
 
 
-def as_saturation(value):
-    """The ``saturation`` of the invalid-pixel rule: a number, ``'header'``
-    or `None`."""
-    if value is None or value == 'header':
-        return value
-    if isinstance(value, str):
-        msg = f"saturation must be a number, 'header' or None, got {value!r}"
-        raise ValueError(msg)
-    if not isinstance(value, Real) or isinstance(value, (bool, np.bool_)):
-        msg = f"saturation must be a number, 'header' or None, got {value!r}"
-        raise TypeError(msg)
-    return float(value)
+@dataclasses.dataclass(frozen=True)
+class InvalidRule:
+    """
+    The checked settings of the invalid-pixel rule
+    (`~ezbkg_ccd.invalid_pixel_mask`): a saturation level (a number,
+    ``'header'`` or `None`) and the least zeroed area (or `None`).
+    """
+
+    saturation: float | str | None = 'header'
+    zero_area: int | None = 100
 
 
-def as_zero_area(value):
-    """The ``zero_area`` of the invalid-pixel rule: an int >= 1 or `None`."""
-    return None if value is None else as_int(value, name='zero_area')
+def as_rule(saturation='header', zero_area=100):
+    """
+    Check the settings of the invalid-pixel rule once.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd._validation import as_rule
+    >>> as_rule(6e4, None)
+    InvalidRule(saturation=60000.0, zero_area=None)
+    >>> as_rule('max')
+    Traceback (most recent call last):
+    ...
+    ValueError: saturation must be a positive number, 'header' or None, got 'max'
+    """
+    what = "a positive number, 'header' or None"
+    if isinstance(saturation, str):
+        if saturation.strip().lower() != 'header':
+            msg = f'saturation must be {what}, got {saturation!r}'
+            raise ValueError(msg)
+        saturation = 'header'
+    elif saturation is not None:
+        if not isinstance(saturation, Real) or isinstance(
+                saturation, (bool, np.bool_)):
+            msg = f'saturation must be {what}, got {saturation!r}'
+            raise TypeError(msg)
+        saturation = as_number(saturation, name='saturation')
+    return InvalidRule(saturation, None if zero_area is None
+                       else as_int(zero_area, name='zero_area'))
+
+
+#: The rule by default.
+DEFAULT_RULE = InvalidRule()
 
 
 def as_mask(mask, *, name, shape):
@@ -284,6 +311,8 @@ class Settings:
         The method name as given (stripped).
     estimator : callable
         Its registered estimator.
+    uses_meshes : bool
+        Whether it works on the mesh grid (`~ezbkg_ccd.register_estimator`).
     box_size, filter_size : (int, int)
     filter_threshold : float
     reject_skewed : float or None
@@ -294,6 +323,7 @@ class Settings:
 
     method: str
     estimator: object
+    uses_meshes: bool
     box_size: tuple
     filter_size: tuple
     filter_threshold: float
@@ -307,13 +337,14 @@ def as_settings(method, *, shape, box_size, filter_size, filter_threshold,
     Check the settings of an estimate of an image of ``shape`` once.
 
     The box is bounded by the image for an estimator on the mesh grid
-    (every one but those that set ``uses_meshes = False``).
+    (every one not registered with ``uses_meshes=False``).
     """
     estimator = get_estimator(method)
-    bound = shape if getattr(estimator, 'uses_meshes', True) else None
+    meshes = uses_meshes(method)
     return Settings(
-        method=method.strip(), estimator=estimator,
-        box_size=as_pair(box_size, name='box_size', upper_bound=bound),
+        method=method.strip(), estimator=estimator, uses_meshes=meshes,
+        box_size=as_pair(box_size, name='box_size',
+                         upper_bound=shape if meshes else None),
         filter_size=as_pair(filter_size, name='filter_size', odd=True),
         filter_threshold=as_number(filter_threshold, name='filter_threshold',
                                    zero=True),

@@ -22,46 +22,38 @@ class BackgroundRead(registry.UnifiedReadWrite):
     """
     Read a background with astropy's unified I/O.
 
-    The ``fits`` format (registered by `ezbkg_ccd.persistence`) reads a
-    standalone background file or the background stored in a science
-    file (`~ezbkg_ccd.read_background`); further formats can be
-    registered with `astropy.io.registry` for `Background`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from ezbkg_ccd import Background, estimate_background
-    >>> estimate_background(np.full((64, 64), 4.0), box_size=32).write(
-    ...     tmp_path / 'bkg.fits')
-    >>> Background.read(tmp_path / 'bkg.fits').global_back
-    4.0
+    The ``fits`` format (registered by `ezbkg_ccd.persistence`, and the
+    default) reads a standalone background file or the background
+    stored in a science file (`~ezbkg_ccd.read_background`); further
+    formats can be registered with `astropy.io.registry` for
+    `Background`.
     """
 
     def __init__(self, instance, cls):
         super().__init__(instance, cls, 'read', registry=None)
 
-    def __call__(self, *args, **kwargs):
-        return self.registry.read(self._cls, *args, **kwargs)
+    def __call__(self, *args, format='fits', **kwargs):
+        return self.registry.read(self._cls, *args, format=format, **kwargs)
 
 
 class BackgroundWrite(registry.UnifiedReadWrite):
     """
     Write a background with astropy's unified I/O.
 
-    The ``fits`` format writes a standalone background file, an empty
-    primary HDU with ``BKG`` and ``BKGRMS``
+    The ``fits`` format (the default) writes a standalone background
+    file, an empty primary HDU with ``BKG`` and ``BKGRMS``
     (`~ezbkg_ccd.write_background`: ``overwrite``, ``compress``,
-    ``full_map``).
+    ``full_map``), whatever the file name (``.fits``, ``.fits.fz``, ...).
     """
 
     def __init__(self, instance, cls):
         super().__init__(instance, cls, 'write', registry=None)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args, format='fits', **kwargs):
         if not args:
             msg = 'Background.write needs the file to write: write(path)'
             raise TypeError(msg)
-        self.registry.write(self._instance, *args, **kwargs)
+        self.registry.write(self._instance, *args, format=format, **kwargs)
 
 
 class Background:

@@ -17,10 +17,10 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from ezbkg_ccd.background import Background
 from ezbkg_ccd.persistence import (
+    is_standalone_background,
     read_background,
     recorded_target,
     same_file,
-    write_background,
 )
 from ezbkg_ccd.provenance import path_from_header
 
@@ -57,12 +57,12 @@ class BackgroundFile(Background):
         self.removable = removable
 
     @classmethod
-    def read(cls, path):
+    def read(cls, path, **options):
         """
-        Read the background of a file (`~ezbkg_ccd.read_background`) as a
-        saved `BackgroundFile` at ``path``.
+        Read the background of a file (`~ezbkg_ccd.Background.read`, with
+        its ``options``) as a saved `BackgroundFile` at ``path``.
         """
-        return cls(read_background(path), path, is_saved=True)
+        return cls(Background.read(path, **options), path, is_saved=True)
 
     @property
     def is_exists(self):
@@ -79,11 +79,12 @@ class BackgroundFile(Background):
         """The folder of `path` (`None` without a path)."""
         return None if self.path is None else self.path.parent
 
-    def write(self, path=None, *, overwrite=False, compress=False):
+    def write(self, path=None, **options):
         """
         Write this background to a standalone FITS file, by default at
-        `path` (see `~ezbkg_ccd.write_background`); `path` becomes the
-        file written.
+        `path` (`~ezbkg_ccd.Background.write`, with its ``options``:
+        ``overwrite``, ``compress``, ``full_map``, ``format``); `path`
+        becomes the file written.
 
         Raises
         ------
@@ -94,7 +95,7 @@ class BackgroundFile(Background):
         if path is None:
             msg = 'path must be given when the background has no path'
             raise ValueError(msg)
-        write_background(self, path, overwrite=overwrite, compress=compress)
+        super().write(path, **options)
         self.path, self.is_saved = path, True
 
     def remove(self):
@@ -110,19 +111,25 @@ class BackgroundFile(Background):
         ------
         PermissionError
             If this background was found through a header's ``BKGPATH``
-            (`removable` is `False`): a header never steers a delete.
+            (`removable` is `False`: a header never steers a delete), or
+            the file holds more than a background (an image): only
+            standalone background files are deleted.
         """
         if not self.removable:
             msg = (f'{str(self.path)!r} was found through a BKGPATH header '
                    'keyword; ezbkg-ccd never deletes a file a header names. '
                    'Delete it yourself if it is yours')
             raise PermissionError(msg)
+        if self.is_exists and not is_standalone_background(self.path):
+            msg = (f'{str(self.path)!r} is not a standalone background file '
+                   '(it holds an image, or cannot be read); ezbkg-ccd deletes '
+                   'only the background files it writes')
+            raise PermissionError(msg)
         self.is_saved = False
         if not self.is_exists:
             return False
         self.path.unlink()
         return True
-
 
     def _fields(self):
         return {'is_exists': self.is_exists, 'is_saved': self.is_saved,

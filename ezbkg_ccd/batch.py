@@ -30,7 +30,7 @@ from ezbkg_ccd._runners import (
     run_here,
     run_isolated,
 )
-from ezbkg_ccd._validation import as_choice, as_int
+from ezbkg_ccd._validation import as_choice, as_int, as_rule
 from ezbkg_ccd._wcs import ccd_hdus
 from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import (
@@ -358,6 +358,7 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     """
     as_choice(mode, name='mode', choices=tuple(MODES))
     as_int(n_jobs, name='n_jobs')
+    as_rule(options.get('saturation', 'header'), options.get('zero_area', 100))
     check_keywords(  # once, not in every worker
         options.get('method', 'sep'), options,
         options.get('source_mask_options'), function='process_files',

@@ -26,7 +26,7 @@ from ezbkg_ccd.batch import MODES, OUTPUT_EXISTS, process_files
 from ezbkg_ccd.demo import run_demo
 from ezbkg_ccd.persistence import read_background
 from ezbkg_ccd.provenance import KEYWORDS
-from ezbkg_ccd.registry import get_estimator
+from ezbkg_ccd.registry import estimator_options, get_estimator
 
 __all__ = ['main']
 
@@ -69,17 +69,20 @@ def _odd(value):
 
 
 def _saturation(value):
-    if value in ('header', 'none'):
-        return None if value == 'none' else value
+    if value.strip().lower() in ('header', 'none'):
+        return None if value.strip().lower() == 'none' else 'header'
     try:
-        return float(value)
+        level = float(value)
     except ValueError:
-        msg = f"must be a number, 'header' or 'none', got {value}"
-        raise argparse.ArgumentTypeError(msg) from None
+        level = math.nan
+    if not (math.isfinite(level) and level > 0):
+        msg = f"must be a positive number, 'header' or 'none', got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return level
 
 
 def _zero_area(value):
-    return None if value == 'none' else _positive(value)
+    return None if value.strip().lower() == 'none' else _positive(value)
 
 
 def _unit(value):
@@ -98,6 +101,11 @@ def _batch(arguments):
     if arguments.reject_skewed:
         options['reject_skewed'] = True
     if arguments.threads > 1:
+        if 'n_threads' not in (estimator_options(
+                get_estimator(arguments.method)) or ()):
+            msg = (f'--threads applies to method sep (threaded strips), not '
+                   f'--method {arguments.method}')
+            raise ValueError(msg)
         options['n_threads'] = arguments.threads
     options['saturation'] = arguments.saturation
     options['zero_area'] = arguments.zero_area

@@ -13,11 +13,16 @@ import sep
 from astropy.stats import SigmaClip, sigma_clipped_stats
 from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
 
+from ezbkg_ccd._moved import caller_stacklevel
 from ezbkg_ccd._sep import strips
 from ezbkg_ccd._sep.binding import TESTED_VERSIONS
 from ezbkg_ccd._validation import as_choice, as_int
 from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
-from ezbkg_ccd.meshes import MIN_MESH_COVERAGE, fill_edges
+from ezbkg_ccd.meshes import (
+    MIN_MESH_COVERAGE,
+    fill_edges,
+    require_usable_mesh,
+)
 from ezbkg_ccd.registry import (
     BackgroundEstimate,
     keyword_names,
@@ -95,12 +100,17 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
                f'(SEP cannot interpolate 1-pixel-wide meshes), got {box_size}')
         raise ValueError(msg)
     if n_jobs is not None:
+        if n_threads != 1:
+            msg = 'give n_threads only (n_jobs is its deprecated name)'
+            raise TypeError(msg)
         msg = ('n_jobs of the sep estimator is deprecated: use n_threads '
                '(n_jobs means processes in process_files and the CLI)')
-        warnings.warn(msg, AstropyDeprecationWarning, stacklevel=2)
+        warnings.warn(msg, AstropyDeprecationWarning,
+                      stacklevel=caller_stacklevel())
         n_threads = n_jobs
     n_threads = as_int(n_threads, name='n_threads')
     as_choice(edge, name='edge', choices=('spline', 'adaptive'))
+    require_usable_mesh(mask, box_size)  # also when called directly
     mask = _without_single_pixels(mask, box_size)
     options = {'mask': mask if mask.any() else None, 'bh': box_size[0],
                'bw': box_size[1], 'fh': filter_size[0], 'fw': filter_size[1],
@@ -204,6 +214,7 @@ def photutils_estimator(data, *, mask, box_size, filter_size,
     """
     from photutils.background import Background2D, SExtractorBackground
 
+    require_usable_mesh(mask, box_size)  # also when called directly
     options = {'sigma_clip': SigmaClip(sigma=3.0, maxiters=10),
                'bkg_estimator': SExtractorBackground(),
                'exclude_percentile': 100 * (1 - MIN_MESH_COVERAGE)}
@@ -230,9 +241,8 @@ def _background2d_options():
 
 
 photutils_estimator.options = _background2d_options
-constant_estimator.uses_meshes = False
 
 
 register_estimator('sep', sep_estimator)
-register_estimator('constant', constant_estimator)
+register_estimator('constant', constant_estimator, uses_meshes=False)
 register_estimator('photutils', photutils_estimator)

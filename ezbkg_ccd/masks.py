@@ -4,19 +4,26 @@ The two mask makers: invalid pixels (never used, by one rule for every
 entry point) and sources (detected, grown and re-estimated).
 """
 
+import functools
+import inspect
+import warnings
+from numbers import Real
+
+import astropy.units as u
 import numpy as np
 import sep
+from astropy.utils.exceptions import AstropyUserWarning
 from scipy import ndimage
 
 from ezbkg_ccd import _engine
 from ezbkg_ccd._validation import (
+    DEFAULT_RULE,
     as_ccddata,
     as_int,
     as_mask,
     as_number,
-    as_saturation,
+    as_rule,
     as_settings,
-    as_zero_area,
 )
 from ezbkg_ccd.registry import keyword_names
 
@@ -26,10 +33,24 @@ __all__ = ['invalid_pixel_mask', 'make_source_mask', 'saturation_level',
 #: Header keywords searched, in order, for the saturation level.
 SATURATION_KEYWORDS = ('SATURATE', 'SATLEVEL', 'SATURATN')
 
+#: Units of raw counts, in which a header's saturation level is given.
+_RAW_UNITS = (u.adu, u.count, u.dimensionless_unscaled)
+
+#: Exact zeros are sky, not a filled area, in integer-valued data whose
+#: level is within this many spreads of 0 (photon counting, low counts).
+_ZERO_IS_SKY = 5.0
+
+#: Every how many pixels the level of the data is sampled.
+_SAMPLE_STEP = 97
+
 
 def saturation_level(header):
     """
     Return the saturation level from a header, or `None`.
+
+    The first of `SATURATION_KEYWORDS` (in any case, for a dict) that
+    holds a positive finite number; a value that is not one is ignored
+    with a warning.
 
     Examples
     --------
@@ -37,31 +58,69 @@ def saturation_level(header):
     >>> saturation_level({'SATURATE': 60000}), saturation_level({})
     (60000.0, None)
     """
+    values = {str(key).strip().upper(): header[key] for key in header
+              if str(key).strip().upper() in SATURATION_KEYWORDS}
     for key in SATURATION_KEYWORDS:
-        value = header.get(key)
-        if value is not None and not isinstance(value, (str, bool)):
+        if key not in values:
+            continue
+        value = values[key]
+        if (isinstance(value, Real) and not isinstance(value, bool)
+                and np.isfinite(value) and value > 0):
             return float(value)
+        msg = (f'{key} = {value!r} in the header is no saturation level '
+               '(a positive number); ignored')
+        warnings.warn(msg, AstropyUserWarning, stacklevel=4)
     return None
+
+
+def _zero_is_sky(data):
+    """
+    Whether exact zeros are plausible sky values: the data are
+    integer-valued (counts) and their level is within `_ZERO_IS_SKY`
+    spreads (MAD) of 0. Float sky noise is never exactly 0.
+    """
+    sample = data.ravel()[::_SAMPLE_STEP]
+    sample = sample[np.isfinite(sample)]
+    if sample.size < 100:
+        sample = data[np.isfinite(data)]
+    sample = sample.astype(np.float64)
+    if not np.array_equal(sample, np.round(sample)):
+        return False
+    level = np.median(sample) if sample.size else 0.0
+    spread = 1.4826 * np.median(np.abs(sample - level)) if sample.size else 0
+    return abs(level) <= _ZERO_IS_SKY * spread
 
 
 def _zero_areas(data, zero_area):
     """Exact zeros in connected (8-neighbour) regions of at least
-    ``zero_area`` pixels, or `None`."""
+    ``zero_area`` pixels, or `None` (none, or zeros are sky)."""
     zeros = data == 0
-    if not zeros.any():
+    if not zeros.any() or _zero_is_sky(data):
         return None
-    labels, count = ndimage.label(zeros, structure=np.ones((3, 3)))
-    sizes = np.bincount(labels.ravel())
-    large = sizes >= zero_area
+    labels, _ = ndimage.label(zeros, structure=np.ones((3, 3)))
+    large = np.bincount(labels.ravel()) >= zero_area
     large[0] = False
     return large[labels] if large.any() else None
 
 
-def invalid_pixels(ccd, mask=None, *, saturation='header', zero_area=100):
+def _saturation(ccd, rule):
+    """The saturation level ``rule`` gives for ``ccd``, or `None`: a
+    header's level applies to data in raw counts only (not after a gain
+    correction)."""
+    if rule.saturation != 'header':
+        return rule.saturation
+    if not any(ccd.unit.is_equivalent(unit) and ccd.unit.to(unit) == 1
+               for unit in _RAW_UNITS):
+        return None
+    return saturation_level(ccd.meta)
+
+
+def invalid_pixels(ccd, mask=None, rule=DEFAULT_RULE):
     """
     The invalid pixels of ``ccd`` (a `~astropy.nddata.CCDData`) by the
-    rule of `invalid_pixel_mask`, with the names of what made them
-    (``BKGINVM``), from validated arguments.
+    rule of `invalid_pixel_mask` with the checked settings ``rule``
+    (`~ezbkg_ccd._validation.InvalidRule`), the names of what made them
+    (``BKGINVM``).
     """
     data = ccd.data
     invalid = np.isfinite(data)
@@ -72,15 +131,15 @@ def invalid_pixels(ccd, mask=None, *, saturation='header', zero_area=100):
         if extra is not None:
             invalid |= extra
             sources.append(name)
-    level = (saturation_level(ccd.meta) if saturation == 'header'
-             else saturation)
+    level = _saturation(ccd, rule)
     if level is not None:
         with np.errstate(invalid='ignore'):
             saturated = data >= level
         if saturated.any():
             invalid |= saturated
             sources.append('saturated')
-    zeros = None if zero_area is None else _zero_areas(data, zero_area)
+    zeros = None if rule.zero_area is None else _zero_areas(data,
+                                                            rule.zero_area)
     if zeros is not None:
         invalid |= zeros
         sources.append('zero-area')
@@ -136,18 +195,16 @@ def invalid_pixel_mask(ccd, *, mask=None, saturation='header', zero_area=100):
     (52, False)
     """
     ccd = as_ccddata(ccd)
-    invalid, _ = invalid_pixels(ccd, mask, saturation=as_saturation(saturation),
-                                zero_area=as_zero_area(zero_area))
+    invalid, _ = invalid_pixels(ccd, mask, as_rule(saturation, zero_area))
     return invalid
 
 
-def prepare_frame(ccd, mask=None, *, saturation='header', zero_area=100,
-                  target=None):
-    """The `~ezbkg_ccd._engine.Frame` of a `~astropy.nddata.CCDData`."""
-    invalid, sources = invalid_pixels(ccd, mask, saturation=saturation,
-                                      zero_area=zero_area)
+def prepare_frame(ccd, mask=None, rule=DEFAULT_RULE, *, target=None):
+    """The `~ezbkg_ccd._engine.Frame` of a `~astropy.nddata.CCDData`,
+    its invalid pixels by the checked ``rule``."""
+    invalid, sources = invalid_pixels(ccd, mask, rule)
     return _engine.prepare(ccd.data, invalid, sources, unit=ccd.unit,
-                           target=target)
+                           target=target, rule=rule)
 
 
 #: Footprint growth is reduced (halved, repeatedly) while sources and
@@ -275,36 +332,59 @@ def make_source_mask(ccd, *, mask=None, saturation='header', zero_area=100,
     True
     """
     ccd = as_ccddata(ccd)
-    settings = as_settings('sep', shape=ccd.shape, box_size=box_size,
-                           filter_size=filter_size, filter_threshold=0.0)
-    frame = prepare_frame(ccd, mask, saturation=as_saturation(saturation),
-                          zero_area=as_zero_area(zero_area))
-    return detect_sources(frame, settings, **check_source_mask_options({
-        'threshold': threshold, 'min_area': min_area, 'dilate': dilate,
-        'wing_level': wing_level, 'max_growth': max_growth,
-        'smooth_scale': smooth_scale, 'smooth_threshold': smooth_threshold,
-        'max_iters': max_iters, 'tolerance': tolerance}))
+    options = {'threshold': threshold, 'min_area': min_area,
+               'dilate': dilate, 'wing_level': wing_level,
+               'max_growth': max_growth, 'smooth_scale': smooth_scale,
+               'smooth_threshold': smooth_threshold, 'box_size': box_size,
+               'filter_size': filter_size, 'max_iters': max_iters,
+               'tolerance': tolerance}
+    detection = check_source_mask_options(options)
+    frame = prepare_frame(ccd, mask, as_rule(saturation, zero_area))
+    return auto_source_mask(frame, options, detection)
 
 
-#: The ``source_mask_options`` of `~ezbkg_ccd.estimate_background`.
+#: The ``source_mask_options`` of `~ezbkg_ccd.estimate_background`: the
+#: settings of `make_source_mask` but the invalid-pixel rule's.
 SOURCE_MASK_OPTIONS = tuple(
     name for name in keyword_names(make_source_mask)
     if name not in ('mask', 'saturation', 'zero_area'))
 
-#: The detection settings of `make_source_mask`: how each is checked.
+#: How each detection setting of `make_source_mask` is checked (the mesh
+#: sizes are checked with the estimate's settings).
 _DETECTION = {'threshold': as_number, 'wing_level': as_number,
               'max_growth': as_number, 'smooth_threshold': as_number,
               'tolerance': as_number, 'min_area': as_int,
               'max_iters': as_int,
-              'dilate': lambda value, name: as_int(value, name=name, minimum=0),
-              'smooth_scale': lambda value, name: as_int(value, name=name,
-                                                         minimum=0)}
+              'dilate': functools.partial(as_int, minimum=0),
+              'smooth_scale': functools.partial(as_int, minimum=0)}
+
+#: The defaults of `make_source_mask`, from its signature.
+_DEFAULTS = {name: parameter.default for name, parameter in
+             inspect.signature(make_source_mask).parameters.items()
+             if name in SOURCE_MASK_OPTIONS}
 
 
 def check_source_mask_options(options):
-    """The detection settings among ``options``, checked."""
-    return {name: _DETECTION[name](value, name=name)
-            for name, value in options.items() if name in _DETECTION}
+    """
+    Every detection setting (`_DETECTION`), checked: those of
+    ``options`` (``source_mask_options``), the others by default.
+    """
+    return {name: check(options.get(name, _DEFAULTS[name]), name=name)
+            for name, check in _DETECTION.items()}
+
+
+def auto_source_mask(frame, options, detection):
+    """
+    `make_source_mask` of a prepared `~ezbkg_ccd._engine.Frame`: its
+    meshes from ``options`` (``box_size`` and ``filter_size``, by default
+    `make_source_mask`'s), its ``detection`` settings checked.
+    """
+    settings = as_settings(
+        'sep', shape=frame.work.shape,
+        box_size=options.get('box_size', _DEFAULTS['box_size']),
+        filter_size=options.get('filter_size', _DEFAULTS['filter_size']),
+        filter_threshold=0.0)
+    return detect_sources(frame, settings, **detection)
 
 
 def _maps(raw):
@@ -314,12 +394,13 @@ def _maps(raw):
     return back, np.maximum(rms, 0)
 
 
-def detect_sources(frame, settings, *, threshold=1.5, min_area=5, dilate=2,
-                   wing_level=0.1, max_growth=6.0, smooth_scale=16,
-                   smooth_threshold=3.0, max_iters=5, tolerance=0.01):
+def detect_sources(frame, settings, *, threshold, min_area, dilate,
+                   wing_level, max_growth, smooth_scale, smooth_threshold,
+                   max_iters, tolerance):
     """
-    `make_source_mask` on a prepared `~ezbkg_ccd._engine.Frame`, with
-    the mesh ``settings`` of its estimates and checked options.
+    The detect-grow-estimate loop of `make_source_mask` on a prepared
+    `~ezbkg_ccd._engine.Frame`, with the mesh ``settings`` of its
+    estimates and checked detection settings.
     """
     data, invalid = frame.work, frame.invalid
     raw, _ = _engine.estimate_raw(frame, settings,

@@ -86,13 +86,18 @@ def well_covered(usable, width):
     return counts >= MIN_MESH_COVERAGE * usable.shape[0] * widths
 
 
-def require_usable_mesh(mask, box_size):
+def require_usable_mesh(mask, box_size, *, hint=''):
     """
-    Raise unless at least one mesh has enough usable pixels.
+    Raise unless the box fits in the image and at least one mesh has
+    enough usable pixels (``hint`` ends the message).
 
     SEP silently returns ``globalback=0, globalrms=1`` when no mesh is
     usable; this turns that case into a clear error.
     """
+    if box_size[0] > mask.shape[0] or box_size[1] > mask.shape[1]:
+        msg = (f'box_size {tuple(box_size)} is larger than the image '
+               f'{mask.shape}; use a smaller box_size or method="constant"')
+        raise ValueError(msg)
     excluded = np.count_nonzero(mask)
     if excluded <= (1 - MIN_MESH_COVERAGE) * mask.size:
         return  # some mesh is at least as usable as the whole image
@@ -103,7 +108,7 @@ def require_usable_mesh(mask, box_size):
            f'{box_size[0]}x{box_size[1]} box is at least '
            f'{MIN_MESH_COVERAGE:.0%} unmasked ({mask.size - excluded} usable '
            f'of {mask.size} pixels); use a larger box_size, a smaller mask '
-           'or method="constant"')
+           f'or method="constant"{hint}')
     raise ValueError(msg)
 
 

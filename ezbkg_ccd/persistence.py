@@ -28,6 +28,7 @@ from ezbkg_ccd._headers import writable_header
 from ezbkg_ccd._reader import (
     AUXILIARY_HDUS,
     hdulist_ccddata,
+    image_hdus,
     image_index,
 )
 from ezbkg_ccd._validation import as_ccddata
@@ -203,6 +204,10 @@ def write_background(background, path, *, overwrite=False,
     ((64, 64), 4.0, False)
     """
     _check_background(background)
+    if not isinstance(path, (str, os.PathLike)):
+        msg = ('path must be a file name (the file is written to a '
+               f'temporary file, then renamed), got {type(path).__name__}')
+        raise TypeError(msg)
     hdulist = fits.HDUList([fits.PrimaryHDU(),
                             *background_hdus(background, compress=compress,
                                               full_map=full_map)])
@@ -266,7 +271,9 @@ def read_background(path):
 
     Parameters
     ----------
-    path : str or `~pathlib.Path`
+    path : str, `~pathlib.Path` or file object
+        A FITS file (``.gz``, ``.bz2`` and tile-compressed HDUs too), or
+        an open binary file object.
 
     Returns
     -------
@@ -326,6 +333,19 @@ def read_with_background(path, *, hdu=None):
     return ccd, background
 
 
+def is_standalone_background(path):
+    """
+    Whether the file at ``path`` is a standalone background file: a
+    ``BKG`` HDU and no image (what `write_background` makes). `False`
+    for a file that cannot be read.
+    """
+    try:
+        with open_fits(path, memmap=True) as hdulist:
+            return BACKGROUND_HDUS[0] in hdulist and not image_hdus(hdulist)
+    except OSError:
+        return False
+
+
 def recorded_target(path):
     """
     The input file recorded in a file ezbkg-ccd wrote (``TGTPATH``).
@@ -359,12 +379,6 @@ def same_file(recorded, path):
     return os.path.realpath(recorded) == os.path.realpath(path)
 
 
-def _read_registered(source):
-    """`read_background` of what astropy's registry passes on: a path, or
-    the file object it opened to identify the format (named by its path)."""
-    return read_background(getattr(source, 'name', source))
-
-
-registry.register_reader('fits', Background, _read_registered)
+registry.register_reader('fits', Background, read_background)
 registry.register_writer('fits', Background, write_background)
 registry.register_identifier('fits', Background, is_fits)

@@ -43,6 +43,8 @@ KEYWORDS = {
     'BKGNPIX': 'pixels behind one background estimate',
     'BKGINVM': 'invalid-pixel masks used',
     'BKGNINV': 'number of invalid pixels',
+    'BKGSATLV': 'invalid rule: saturation level, header, none',
+    'BKGZAREA': '[pix] invalid rule: least zeroed area, none',
     'BKGSRCM': 'source mask used: none, user or auto',
     'BKGNSRC': 'number of source-masked pixels',
     'BKGSMOPT': 'settings of the automatic source mask',
@@ -141,7 +143,10 @@ def record_target(header, path):
 
 
 def _option_repr(value):
-    """``repr`` of an option; arrays by type, shape and dtype only."""
+    """``repr`` of an option; a numpy scalar as its Python value, arrays
+    by type, shape and dtype only."""
+    if isinstance(value, np.generic):
+        return repr(value.item())
     if hasattr(value, 'shape') and hasattr(value, 'dtype'):
         return (f'<{type(value).__name__} shape={tuple(np.shape(value))} '
                 f'dtype={value.dtype}>')

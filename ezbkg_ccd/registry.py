@@ -21,8 +21,9 @@ a misspelt option is reported with the valid ones.
 
 Before an estimator is called, ``box_size`` is checked against the image
 and at least one mesh must have half its pixels usable (SExtractor's
-rule), unless the estimator does not work on the mesh grid and says so
-with a ``uses_meshes = False`` attribute (as ``constant`` does).
+rule), unless the estimator does not work on the mesh grid: registered
+with ``uses_meshes=False``, or with a ``uses_meshes = False`` attribute
+(for entry points), as ``constant`` is.
 """
 
 import difflib
@@ -43,6 +44,8 @@ ENTRY_POINT_GROUP = 'ezbkg_ccd.estimators'
 STANDARD_KEYWORDS = ('mask', 'box_size', 'filter_size', 'filter_threshold')
 
 _REGISTRY = {}
+#: Whether each registered estimator works on the mesh grid.
+_USES_MESHES = {}
 _entry_points_loaded = False
 
 
@@ -84,7 +87,8 @@ class BackgroundEstimate:
     subtract_from: object = None
 
 
-def register_estimator(name, estimator, *, overwrite=False):
+def register_estimator(name, estimator, *, overwrite=False,
+                       uses_meshes=None):
     """
     Make ``estimator`` available as ``method=name``.
 
@@ -97,6 +101,12 @@ def register_estimator(name, estimator, *, overwrite=False):
     overwrite : bool, optional
         Replace an estimator already registered under ``name``. The
         default is `False`.
+    uses_meshes : bool, optional
+        Whether it works on SExtractor's mesh grid, so that ``box_size``
+        must fit in the image and at least one mesh must have half its
+        pixels usable (both checked before it runs). The default is the
+        estimator's ``uses_meshes`` attribute, else `True`; pass `False`
+        for one level per frame.
 
     Raises
     ------
@@ -118,8 +128,8 @@ def register_estimator(name, estimator, *, overwrite=False):
     ...         np.broadcast_to(np.float32(level), data.shape),
     ...         np.broadcast_to(np.float32(spread), data.shape),
     ...         level, spread, is_2d=False, samples_per_estimate=data.size)
-    >>> median_level.uses_meshes = False  # no box_size check for it
-    >>> register_estimator('median-level', median_level, overwrite=True)
+    >>> register_estimator('median-level', median_level, overwrite=True,
+    ...                    uses_meshes=False)  # one level: no mesh checks
     >>> bkg = estimate_background(np.full((32, 32), 7.0),
     ...                           method='median-level')
     >>> bkg.global_back, bkg.method
@@ -140,6 +150,16 @@ def register_estimator(name, estimator, *, overwrite=False):
                'to replace it')
         raise ValueError(msg)
     _REGISTRY[key] = estimator
+    _USES_MESHES[key] = bool(getattr(estimator, 'uses_meshes', True)
+                             if uses_meshes is None else uses_meshes)
+
+
+def uses_meshes(name):
+    """Whether the estimator registered as ``name`` works on the mesh grid
+    (`register_estimator`)."""
+    estimator = get_estimator(name)
+    return _USES_MESHES.get(name.strip().lower(),
+                            bool(getattr(estimator, 'uses_meshes', True)))
 
 
 def _load_entry_points():

@@ -17,15 +17,14 @@ from ezbkg_ccd._validation import (
     as_ccddata,
     as_gain,
     as_mask,
-    as_saturation,
+    as_rule,
     as_settings,
-    as_zero_area,
 )
 from ezbkg_ccd.background import Background
 from ezbkg_ccd.masks import (
     SOURCE_MASK_OPTIONS,
+    auto_source_mask,
     check_source_mask_options,
-    detect_sources,
     invalid_pixels,
     prepare_frame,
 )
@@ -80,17 +79,17 @@ def _estimate(ccd, *, target=None, method='sep', box_size=64, filter_size=3,
                            filter_threshold=filter_threshold,
                            reject_skewed=reject_skewed, options=options)
     detection = check_source_mask_options(source_mask_options or {})
-    frame = prepare_frame(ccd, mask, saturation=as_saturation(saturation),
-                          zero_area=as_zero_area(zero_area), target=target)
+    frame = prepare_frame(ccd, mask, as_rule(saturation, zero_area),
+                          target=target)
     source_kind = 'user'
     if isinstance(source_mask, str):
         if source_mask != 'auto':
             msg = ("source_mask must be a boolean array, 'auto' or None, got "
                    f'{source_mask!r}')
             raise ValueError(msg)
-        meshes = as_settings('sep', shape=ccd.shape, box_size=box_size,
-                             filter_size=filter_size, filter_threshold=0.0)
-        source_mask = detect_sources(frame, meshes, **detection)
+        source_mask = auto_source_mask(
+            frame, {'box_size': box_size, 'filter_size': filter_size,
+                    **(source_mask_options or {})}, detection)
         source_kind = 'auto'
     elif source_mask_options:
         msg = "source_mask_options are only used with source_mask='auto'"
@@ -370,18 +369,31 @@ def _output_mask(ccd, background, residual, estimated):
     ``ccd.mask`` OR every invalid pixel of the subtraction.
 
     A background estimated from ``ccd`` itself already holds its invalid
-    pixels; otherwise they are found by the package's one rule
-    (`~ezbkg_ccd.invalid_pixel_mask`) and the background's invalid
-    pixels and the non-finite pixels of the result are added.
+    pixels. Otherwise they are those of the invalid-pixel rule with the
+    settings the background records (``BKGSATLV``, ``BKGZAREA``), its own
+    invalid pixels and the non-finite pixels of the result.
     """
     if estimated:
         return background.invalid_mask
-    mask, _ = invalid_pixels(ccd)
-    mask |= ~np.isfinite(residual)
+    mask, _ = invalid_pixels(ccd, rule=_recorded_rule(background))
     if background.invalid_mask is not None:
-        mask |= as_mask(background.invalid_mask, name='background.invalid_mask',
-                        shape=ccd.shape)
+        mask |= as_mask(background.invalid_mask, shape=ccd.shape,
+                        name='background.invalid_mask')
+    mask |= ~np.isfinite(residual)
     return mask
+
+
+def _recorded_rule(background):
+    """The invalid-pixel rule ``background`` records (the default for a
+    file written before it was recorded)."""
+    recorded = [background.header.get(key, default) for key, default in
+                (('BKGSATLV', 'header'), ('BKGZAREA', 100))]
+    try:
+        return as_rule(*(None if value == 'none' else value
+                         for value in recorded))
+    except (TypeError, ValueError) as exc:
+        msg = f'background has a malformed invalid-pixel rule: {exc}'
+        raise ValueError(msg) from exc
 
 
 #: The keywords of `subtract_background` besides those of

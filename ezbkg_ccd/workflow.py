@@ -21,7 +21,7 @@ from astropy.utils.decorators import deprecated
 
 from ezbkg_ccd._conditioning import work_dtype
 from ezbkg_ccd._reader import read_ccddata
-from ezbkg_ccd._validation import as_ccddata
+from ezbkg_ccd._validation import as_ccddata, as_rule
 from ezbkg_ccd.background import Background
 from ezbkg_ccd.background_file import (
     BackgroundFile,
@@ -85,8 +85,8 @@ class ScienceImage:
             msg = f'no such FITS file: {str(path)!r}'
             raise FileNotFoundError(msg)
         self.hdu = hdu
-        self.saturation = saturation
-        self.zero_area = zero_area
+        rule = as_rule(saturation, zero_area)  # checked now, not at first use
+        self.saturation, self.zero_area = rule.saturation, rule.zero_area
         self._ccd = None if ccd is None else _own_meta(as_ccddata(ccd))
         self._invalidmask = None
         self._sourcemask = None
@@ -113,18 +113,22 @@ class ScienceImage:
     def invalidmask(self):
         """Invalid pixels by the rule of `~ezbkg_ccd.masks.invalid_pixel_mask`."""
         if self._invalidmask is None:
-            self._invalidmask = invalid_pixel_mask(
-                self.ccd, saturation=self.saturation,
-                zero_area=self.zero_area)
+            self._invalidmask = invalid_pixel_mask(self.ccd, **self.rule)
         return self._invalidmask
 
     @property
     def sourcemask(self):
         """An automatic source mask (`~ezbkg_ccd.make_source_mask`)."""
         if self._sourcemask is None:
-            self._sourcemask = make_source_mask(self.ccd,
+            self._sourcemask = make_source_mask(self.ccd, **self.rule,
                                                 mask=self.invalidmask)
         return self._sourcemask
+
+    @property
+    def rule(self):
+        """The settings of the invalid-pixel rule, as keywords for
+        `~ezbkg_ccd.estimate_background` and the other steps."""
+        return {'saturation': self.saturation, 'zero_area': self.zero_area}
 
     @property
     def bkgpath(self):
@@ -179,7 +183,6 @@ class ScienceImage:
 
     def __repr__(self):
         return f'ScienceImage(path={self.path})'
-
 
 
 def _own_meta(ccd):
@@ -253,7 +256,9 @@ class BackgroundGenerator:
         """Print the public methods with their signatures."""
         for name, member in inspect.getmembers(type(self), inspect.isfunction):
             if not name.startswith('_'):
-                summary = (inspect.getdoc(member) or '').split('\n')[0]
+                lines = (inspect.getdoc(member) or '').splitlines()
+                summary = next((line for line in lines
+                                if line and not line.startswith('..')), '')
                 print(f'{name}{inspect.signature(member)}\n    {summary}')
 
     def output_dir(self, image):
@@ -349,7 +354,7 @@ class BackgroundGenerator:
         image = _as_science_image(target_img)
         options = {'box_size': box_size, 'filter_size': filter_size,
                    'mask': target_ivpmask, 'source_mask': target_srcmask}
-        background, estimate = _estimate(image.ccd, method='sep',
+        background, estimate = _estimate(image.ccd, method='sep', **image.rule,
                                          filter_threshold=0.0, **options)
         if not is_2D_bkg:
             background = _global_level(background, image.ccd.dtype)
@@ -369,6 +374,7 @@ class BackgroundGenerator:
         """
         image = _as_science_image(target_img)
         background = estimate_background(image.ccd, method='constant',
+                                         **image.rule,
                                          mask=target_ivpmask,
                                          source_mask=target_srcmask)
         return self._finish(image, background, save=save,
@@ -389,7 +395,7 @@ class BackgroundGenerator:
         """
         image = _as_science_image(target_img)
         background, estimate = _estimate(
-            image.ccd, method='photutils', box_size=box_size,
+            image.ccd, method='photutils', **image.rule, box_size=box_size,
             filter_size=filter_size, filter_threshold=0.0,
             mask=target_ivpmask, source_mask=target_srcmask)
         background = self._finish(image, background, save=save,
@@ -422,7 +428,7 @@ class BackgroundGenerator:
         """
         image = _as_science_image(target_img)
         if target_bkg is None:
-            target_bkg = estimate_background(image.ccd)
+            target_bkg = estimate_background(image.ccd, **image.rule)
             if image.path is not None:
                 record_target(target_bkg.header, image.path)
         result = subtract_background(image.ccd, target_bkg)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData
+from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
 
 from ezbkg_ccd import (
     BackgroundEstimate,
@@ -26,6 +27,7 @@ from ezbkg_ccd import (
     subtract_background,
 )
 from ezbkg_ccd.cli import main
+from ezbkg_ccd.estimators import sep_estimator
 
 from .conftest import SIGMA, make_sky
 
@@ -107,9 +109,9 @@ class TestOneInvalidPixelRule:
 
     @pytest.mark.parametrize('options, error, match', [
         ({'saturation': 'max'}, ValueError,
-         "saturation must be a number, 'header' or None, got 'max'"),
+         "saturation must be a positive number, 'header' or None, got 'max'"),
         ({'saturation': [1]}, TypeError,
-         "saturation must be a number, 'header' or None, got"),
+         "saturation must be a positive number, 'header' or None, got"),
         ({'zero_area': 0}, ValueError, 'zero_area must be an int >= 1'),
         ({'zero_area': 2.5}, TypeError, 'zero_area must be an int, got 2.5'),
     ])
@@ -262,8 +264,8 @@ class TestRuleOnTheCommandLine:
         assert bkg.header['BKGINVM'] == expected
 
     @pytest.mark.parametrize('flags, message', [
-        (['--saturation', 'high'], "--saturation: must be a number, "
-         "'header' or 'none', got high"),
+        (['--saturation', 'high'], "--saturation: must be a positive "
+         "number, 'header' or 'none', got high"),
         (['--zero-area', '0'], '--zero-area: must be a positive integer'),
     ])
     def test_bad_flags(self, tmp_path, capsys, flags, message):
@@ -283,3 +285,246 @@ def test_background_file_read(tmp_path):
     assert again.path == tmp_path / 'b.fits' and again.is_saved
     np.testing.assert_array_equal(again.data, bkg.data)
     assert again.remove() and not again.is_exists
+
+
+class TestReviewedEdges:
+    """Messy data and odd calls found by review, each once broken."""
+
+    def test_source_mask_options_choose_the_meshes(self):
+        """box_size and filter_size in source_mask_options set the automatic
+        mask's meshes (they were ignored, yet recorded)."""
+        image, _ = make_sky('gradient', (256, 256), seed=2)
+        image[100:140, 100:140] += 40.0
+        options = {'box_size': 16, 'filter_size': 1}
+        bkg = estimate_background(image, box_size=64, source_mask='auto',
+                                  source_mask_options=options)
+        np.testing.assert_array_equal(
+            bkg.source_mask, make_source_mask(image, **options))
+        default = estimate_background(image, box_size=64, source_mask='auto')
+        assert not np.array_equal(bkg.source_mask, default.source_mask)
+
+    @pytest.mark.parametrize('rate', [0.3, 1.0])
+    def test_low_counts_keep_their_zeros(self, rate):
+        """In photon-counting data zeros are sky: the zero-area rule leaves
+        them alone (it masked half the sky, or all of it)."""
+        counts = np.random.default_rng(0).poisson(rate, (256, 256))
+        bkg = estimate_background(counts.astype(np.int32), box_size=64)
+        assert 'zero-area' not in bkg.header['BKGINVM']
+        same = estimate_background(counts.astype(np.int32), box_size=64,
+                                   zero_area=None)
+        np.testing.assert_array_equal(bkg.data, same.data)
+        assert estimate_background(np.zeros((128, 128)),
+                                   method='constant').global_back == 0.0
+
+    def test_zero_padding_of_a_subtracted_float_frame(self):
+        """A float frame whose sky is 0 (resampled, sky-subtracted) still
+        has its zero-filled border masked: float noise is never 0."""
+        image = np.random.default_rng(1).normal(0.0, 1.0, (256, 256))
+        image[:, :40] = 0.0
+        bkg = estimate_background(image, box_size=32)
+        assert bkg.header['BKGINVM'] == 'zero-area'
+        assert bkg.invalid_mask[:, :40].all()
+
+    def test_message_names_the_rule(self):
+        """When the rule takes the frame, the error says how to keep it."""
+        image, _ = make_sky('flat', (128, 128))
+        ccd = CCDData(image, unit='adu', meta={'SATURATE': 10.0})
+        with pytest.raises(ValueError, match=r'invalid: saturated \(if those '
+                           r'are data, pass saturation=None\)'):
+            estimate_background(ccd, box_size=32)
+
+    def test_science_image_rule_reaches_the_estimate(self, gappy, tmp_path):
+        """ScienceImage(saturation=None, zero_area=None) turns the rule off
+        for the generator's estimate and subtraction too."""
+        ccd, _ = gappy
+        ccd.write(tmp_path / 'f.fits')
+        sci = ScienceImage(tmp_path / 'f.fits', saturation=None,
+                           zero_area=None)
+        assert not sci.invalidmask.any()
+        generator = BackgroundGenerator()
+        bkg, _ = generator.estimate_with_sep(sci, box_size=32)
+        assert bkg.header['BKGINVM'] == 'none'
+        assert not generator.subtract_background(sci).ccd.mask.any()
+        with pytest.raises(ValueError, match="saturation must be a positive "
+                           "number, 'header' or None, got 'HEADR'"):
+            ScienceImage(tmp_path / 'f.fits', saturation='HEADR')
+
+    def test_given_background_keeps_its_rule(self, gappy, tmp_path):
+        """Subtracting a given background flags this image's invalid pixels
+        by the rule that background records, in memory or from a file."""
+        ccd, _ = gappy
+        off = estimate_background(ccd, box_size=32, saturation=None,
+                                  zero_area=None)
+        assert (off.header['BKGSATLV'], off.header['BKGZAREA']) == ('none',
+                                                                   'none')
+        assert not subtract_background(ccd, off).mask.any()
+        off.write(tmp_path / 'off.fits')
+        read = BackgroundFile.read(tmp_path / 'off.fits')
+        assert read.invalid_mask is None
+        assert not subtract_background(ccd, read).mask.any()
+        on = estimate_background(ccd, box_size=32)
+        on.write(tmp_path / 'on.fits')
+        assert subtract_background(
+            ccd, BackgroundFile.read(tmp_path / 'on.fits')).mask.sum() == 265
+
+    def test_cli_rule_reaches_the_mask(self, gappy, tmp_path):
+        """--saturation none --zero-area none: no pixel flagged in MASK."""
+        ccd, _ = gappy
+        ccd.write(tmp_path / 'f.fits')
+        assert main(['-q', 'subtract', str(tmp_path / 'f.fits'), '-o',
+                     str(tmp_path / 'out'), '--box-size', '32',
+                     '--saturation', 'NONE', '--zero-area', 'None']) == 0
+        result, _ = read_with_background(tmp_path / 'out' / 'f_bkgsub.fits')
+        assert not result.mask.any()
+
+    @pytest.mark.parametrize('value', [0, -1.0, 'high', float('nan'), True])
+    def test_hostile_header_saturation(self, value):
+        """A header level that is no positive number is ignored, with a
+        warning naming it; the next keyword is used."""
+        image, _ = make_sky('flat', (128, 128))
+        image[5, 5] = 900.0
+        ccd = CCDData(image, unit='adu',
+                      meta={'SATURATE': value, 'SATLEVEL': 800.0})
+        with pytest.warns(AstropyUserWarning, match=r'SATURATE = .* in the '
+                          'header is no saturation level'):
+            bkg = estimate_background(ccd, box_size=32)
+        assert bkg.header['BKGINVM'] == 'saturated'
+        assert bkg.header['BKGNINV'] == 1
+
+    def test_header_saturation_of_raw_counts_only(self):
+        """A header's level (raw ADU) is not applied to data in electrons
+        (after a gain correction); lower-case keys in a dict count."""
+        image, _ = make_sky('flat', (128, 128))
+        image[5, 5] = 900.0
+        for unit, expected in (('adu', 'saturated'), ('electron', 'none')):
+            ccd = CCDData(image, unit=unit, meta={'saturate': 500.0})
+            assert estimate_background(
+                ccd, box_size=32).header['BKGINVM'] == expected
+
+    @pytest.mark.parametrize('saturation, error, match', [
+        (-5.0, ValueError, 'saturation must be a positive number, got -5.0'),
+        (float('nan'), ValueError, 'saturation must be a positive number'),
+        (np.bool_(True), TypeError, "saturation must be a positive number, "
+         r"'header' or None, got (np\.)?True"),
+    ])
+    def test_bad_saturation_settings(self, saturation, error, match):
+        """A given level must be a positive finite number."""
+        with pytest.raises(error, match=match):
+            estimate_background(np.ones((64, 64)), saturation=saturation)
+
+    def test_batch_checks_the_rule_first(self, tmp_path):
+        """A bad rule setting fails the batch before any file is read."""
+        with pytest.raises(ValueError, match='zero_area must be an int >= 1'):
+            process_files([tmp_path / 'missing.fits'],
+                          output_dir=tmp_path / 'out', zero_area=0)
+        assert not (tmp_path / 'out').exists()
+
+    def test_threads_with_another_method(self, gappy, tmp_path, capsys):
+        """--threads with a method that has no threads is a clear error."""
+        ccd, _ = gappy
+        ccd.write(tmp_path / 'f.fits')
+        assert main(['subtract', str(tmp_path / 'f.fits'), '-o',
+                     str(tmp_path / 'out'), '--method', 'constant',
+                     '--threads', '2']) == 1
+        assert ('--threads applies to method sep (threaded strips), not '
+                '--method constant') in capsys.readouterr().err
+
+
+class TestEstimatorEdges:
+    """Registration and direct calls of estimators."""
+
+    def test_uses_meshes_at_registration(self, monkeypatch):
+        """A one-level estimator registered with uses_meshes=False runs on
+        a frame smaller than the box, a bound method too."""
+        monkeypatch.setattr(registry, '_REGISTRY', dict(registry._REGISTRY))
+
+        class Level:
+            def estimate(self, data, *, mask, box_size, filter_size,
+                         filter_threshold):
+                value = float(np.median(data[~mask]))
+                return BackgroundEstimate(
+                    np.broadcast_to(np.float32(value), data.shape),
+                    np.broadcast_to(np.float32(0.0), data.shape), value, 0.0,
+                    is_2d=False, samples_per_estimate=data.size)
+
+        register_estimator('level', Level().estimate, uses_meshes=False)
+        assert estimate_background(np.full((20, 20), 7.0),
+                                   method='level').global_back == 7.0
+        register_estimator('level', Level().estimate, overwrite=True)
+        with pytest.raises(ValueError, match=r'box_size \(64, 64\) is larger '
+                           r'than the image \(20, 20\)'):
+            estimate_background(np.full((20, 20), 7.0), method='level')
+
+    def test_sep_estimator_called_directly(self):
+        """The public sep_estimator still refuses what SEP would answer
+        with its sentinel levels."""
+        data = np.ones((100, 100), np.float32)
+        mask = np.ones(data.shape, bool)
+        mask[:, :10] = False
+        options = {'filter_size': (3, 3), 'filter_threshold': 0.0}
+        with pytest.raises(ValueError, match='too few valid pixels'):
+            sep_estimator(data, mask=mask, box_size=(32, 32), **options)
+        with pytest.raises(ValueError, match=r'box_size \(128, 128\) is '
+                           'larger than the image'):
+            sep_estimator(data, mask=~mask & False, box_size=(128, 128),
+                          **options)
+
+    def test_n_jobs_and_n_threads(self):
+        """Both names at once are refused; the deprecation points at the
+        caller's line; numpy options are recorded by value."""
+        image, _ = make_sky('flat', (256, 256))
+        with pytest.raises(TypeError, match='give n_threads only'):
+            estimate_background(image, n_jobs=2, n_threads=3)
+        with pytest.warns(AstropyDeprecationWarning,
+                          match='n_jobs of the sep estimator') as caught:
+            estimate_background(image, box_size=32, n_jobs=2)
+        assert caught[0].filename == __file__
+        bkg = estimate_background(image, box_size=32,
+                                  n_threads=np.int8(2),
+                                  reject_skewed=np.bool_(True))
+        assert bkg.header['BKGOPTS'] == "{'n_threads': 2}"
+        assert bkg.header['BKGREJT'] == 5.0
+
+
+class TestBackgroundFileEdges:
+    """The workflow's file-backed backgrounds."""
+
+    def test_write_options_and_read_format(self, tmp_path):
+        """write() takes Background.write's options, read() its format."""
+        bkg = BackgroundFile(estimate_background(np.full((64, 64), 3.0),
+                                                 method='constant'),
+                             tmp_path / 'b.fits')
+        bkg.write(full_map=True, compress=True)
+        bkg.write(overwrite=True, format='fits')
+        again = BackgroundFile.read(tmp_path / 'b.fits', format='fits')
+        assert again.is_saved and again.global_back == 3.0
+
+    def test_remove_never_deletes_an_image(self, gappy, tmp_path):
+        """remove() of a background read from a science file refuses: it
+        would delete the image."""
+        ccd, _ = gappy
+        result = subtract_background(ccd, box_size=32)
+        from ezbkg_ccd import write_with_background
+        write_with_background(result, estimate_background(ccd, box_size=32),
+                              tmp_path / 'sci_bkgsub.fits')
+        found = BackgroundFile.read(tmp_path / 'sci_bkgsub.fits')
+        with pytest.raises(PermissionError, match='is not a standalone '
+                           'background file'):
+            found.remove()
+        assert (tmp_path / 'sci_bkgsub.fits').is_file()
+
+    def test_old_strips_signature(self):
+        """The deprecated ezbkg_ccd.strips keeps 0.1's n_jobs."""
+        import importlib
+        import sys
+        sys.modules.pop('ezbkg_ccd.strips', None)
+        with pytest.warns(AstropyDeprecationWarning, match='ezbkg_ccd.strips'
+                          ' is deprecated') as caught:
+            old = importlib.import_module('ezbkg_ccd.strips')
+        assert caught[0].filename == __file__
+        data = np.random.default_rng(0).normal(5, 1, (256, 128)).astype('f4')
+        back, *_ = old.sep_strips(data, None, n_jobs=2, bw=32, bh=32, fw=3,
+                                  fh=3, fthresh=0.0)
+        np.testing.assert_array_equal(
+            back, estimate_background(data, box_size=32).data)
+        assert old.mesh_bands(4, 2) == [(0, 2), (2, 4)]

@@ -46,7 +46,7 @@ ALIASES = {'edges': ('fill_edges', 'ezbkg_ccd.meshes'),
            'generator': ('BackgroundGenerator', 'ezbkg_ccd.workflow'),
            'science_image': ('ScienceImage', 'ezbkg_ccd.workflow'),
            'source_mask': ('make_source_mask', 'ezbkg_ccd.masks'),
-           'strips': ('sep_strips', 'ezbkg_ccd._sep.strips')}
+           'strips': ('usable', 'ezbkg_ccd._sep.strips')}
 
 
 def _modules():
@@ -155,8 +155,9 @@ def test_deprecated_aliases(alias, monkeypatch):
     monkeypatch.delitem(sys.modules, f'ezbkg_ccd.{alias}', raising=False)
     with pytest.warns(AstropyDeprecationWarning,
                       match=f'ezbkg_ccd.{alias} is deprecated since '
-                      'ezbkg-ccd 0.2 and will be removed in 0.3'):
+                      'ezbkg-ccd 0.2 and will be removed in 0.3') as caught:
         module = importlib.import_module(f'ezbkg_ccd.{alias}')
+    assert caught[0].filename == __file__  # the importing line
     assert getattr(module, name) is getattr(importlib.import_module(home),
                                             name)
     monkeypatch.delitem(sys.modules, f'ezbkg_ccd.{alias}')

@@ -184,19 +184,33 @@ class TestRoundTrip:
         assert_same_background(read_background(tmp_path / 'b.fits'), bkg)
 
     def test_registry_formats(self, flat_sky, tmp_path):
-        """Background I/O goes through astropy's registry: 'fits' by name,
-        by extension, or by content for any file name."""
+        """Background I/O goes through astropy's registry, 'fits' by
+        default whatever the file name; file objects are read."""
         bkg = estimate_background(flat_sky[0], box_size=32)
-        bkg.write(tmp_path / 'named.dat', format='fits')
-        bkg.write(tmp_path / 'ext.fits.gz')
-        for name in ('named.dat', 'ext.fits.gz'):
+        for name in ('named.dat', 'ext.fits.gz', 'tiles.fits.fz',
+                     'packed.fits.bz2'):
+            bkg.write(tmp_path / name, compress=name.endswith('.fz'))
             assert_same_background(Background.read(tmp_path / name), bkg)
+        bkg.write(tmp_path / 'explicit.fits', format='fits')
+        with open(tmp_path / 'explicit.fits', 'rb') as stream:
+            assert_same_background(Background.read(stream), bkg)
         formats = io_registry.get_formats(Background)
         assert list(formats['Format']) == ['fits']
         assert list(formats['Read']) == list(formats['Write']) == ['Yes']
-        with pytest.raises(IORegistryError, match='Format could not be '
-                           'identified'):
-            bkg.write(tmp_path / 'unknown.dat')
+        with pytest.raises(IORegistryError, match="No writer defined for "
+                           "format 'votable'"):
+            bkg.write(tmp_path / 'x.xml', format='votable')
+        with open(tmp_path / 'stream.fits', 'wb') as stream, \
+                pytest.raises(TypeError, match='path must be a file name'):
+            bkg.write(stream)
+        assert (tmp_path / 'stream.fits').stat().st_size == 0
+
+    def test_registry_reads_plain_files_clearly(self, tmp_path):
+        """A file that is not FITS is an OSError naming it, as before."""
+        (tmp_path / 'notes.txt').write_text('no FITS here')
+        with pytest.raises(OSError, match="cannot read '.*notes.txt' as "
+                           'FITS'):
+            Background.read(tmp_path / 'notes.txt')
 
     def test_plain_file_has_no_background(self, flat_sky, tmp_path):
         """A file written by CCDData.write reads as (ccd, None)."""
