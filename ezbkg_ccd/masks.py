@@ -306,6 +306,13 @@ def make_source_mask(ccd, *, mask=None, saturation='header', zero_area=100,
     max_growth : float, optional
         A footprint grows to at most this many times its radius
         (default 6).
+    smooth_scale : int, optional
+        Size in pixels of the boxes over which the residual is averaged
+        to find the faint wings of large sources (default 16; 0 turns
+        this off).
+    smooth_threshold : float, optional
+        Threshold of those wings in units of the averaged noise
+        (default 3).
     box_size, filter_size : int or (int, int), optional
         Mesh and filter sizes of the background estimates (64 and 3).
     max_iters : int, optional
