@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 
 from ezbkg_ccd._conditioning import Conditioning, condition, restore, working_copy
+from ezbkg_ccd._validation import rule_cards
 from ezbkg_ccd.background import Background
 from ezbkg_ccd.meshes import require_usable_mesh, skewed_meshes
 from ezbkg_ccd.provenance import options_text, path_to_header, provenance_header
@@ -112,16 +113,6 @@ def estimate_raw(frame, settings, excluded):
     return raw, rejected
 
 
-def _rule_cards(rule):
-    """``BKGSATLV`` and ``BKGZAREA`` of an invalid-pixel rule: its
-    settings (``'none'`` for `None`), which `subtract_background` applies
-    again to an image a background read from a file is subtracted from."""
-    if rule is None:
-        return {}
-    return {key: 'none' if value is None else value for key, value in
-            (('BKGSATLV', rule.saturation), ('BKGZAREA', rule.zero_area))}
-
-
 def estimate(frame, settings, *, source_mask=None, source_kind='user',
              source_mask_options=None):
     """
@@ -144,7 +135,7 @@ def estimate(frame, settings, *, source_mask=None, source_kind='user',
         'BKGNPIX': result.samples_per_estimate,
         'BKGINVM': '+'.join(frame.invalid_sources) or 'none',
         'BKGNINV': int(np.count_nonzero(frame.invalid)),
-        **_rule_cards(frame.rule),
+        **({} if frame.rule is None else rule_cards(frame.rule)),
         'BKGSRCM': 'none' if source_mask is None else source_kind,
         'BKGNSRC': (0 if source_mask is None
                     else int(np.count_nonzero(source_mask))),

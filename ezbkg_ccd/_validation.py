@@ -281,6 +281,42 @@ def as_rule(saturation='header', zero_area=100):
 #: The rule by default.
 DEFAULT_RULE = InvalidRule()
 
+#: The header keywords that record a rule's settings, by field.
+_RULE_KEYWORDS = {'saturation': 'BKGSATLV', 'zero_area': 'BKGZAREA'}
+
+
+def rule_cards(rule):
+    """
+    The provenance cards of ``rule`` (``'none'`` for `None`), which
+    `recorded_rule` reads back.
+    """
+    return {key: 'none' if getattr(rule, field) is None
+            else getattr(rule, field)
+            for field, key in _RULE_KEYWORDS.items()}
+
+
+def recorded_rule(header):
+    """
+    The rule a background's ``header`` records (`rule_cards`), checked;
+    `DEFAULT_RULE` for a header written before rules were recorded.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd._validation import InvalidRule, recorded_rule, rule_cards
+    >>> recorded_rule(rule_cards(InvalidRule(6e4, None)))
+    InvalidRule(saturation=60000.0, zero_area=None)
+    >>> recorded_rule({}) == DEFAULT_RULE
+    True
+    """
+    values = [header.get(key, getattr(DEFAULT_RULE, field))
+              for field, key in _RULE_KEYWORDS.items()]
+    try:
+        return as_rule(*(None if value == 'none' else value
+                         for value in values))
+    except (TypeError, ValueError) as exc:
+        msg = f'background has a malformed invalid-pixel rule: {exc}'
+        raise ValueError(msg) from exc
+
 
 def as_mask(mask, *, name, shape):
     """Return ``mask`` as a boolean array of ``shape`` (`None` passes)."""

@@ -19,6 +19,7 @@ from ezbkg_ccd._validation import (
     as_mask,
     as_rule,
     as_settings,
+    recorded_rule,
 )
 from ezbkg_ccd.background import Background
 from ezbkg_ccd.masks import (
@@ -375,25 +376,12 @@ def _output_mask(ccd, background, residual, estimated):
     """
     if estimated:
         return background.invalid_mask
-    mask, _ = invalid_pixels(ccd, rule=_recorded_rule(background))
+    mask, _ = invalid_pixels(ccd, rule=recorded_rule(background.header))
     if background.invalid_mask is not None:
         mask |= as_mask(background.invalid_mask, shape=ccd.shape,
                         name='background.invalid_mask')
     mask |= ~np.isfinite(residual)
     return mask
-
-
-def _recorded_rule(background):
-    """The invalid-pixel rule ``background`` records (the default for a
-    file written before it was recorded)."""
-    recorded = [background.header.get(key, default) for key, default in
-                (('BKGSATLV', 'header'), ('BKGZAREA', 100))]
-    try:
-        return as_rule(*(None if value == 'none' else value
-                         for value in recorded))
-    except (TypeError, ValueError) as exc:
-        msg = f'background has a malformed invalid-pixel rule: {exc}'
-        raise ValueError(msg) from exc
 
 
 #: The keywords of `subtract_background` besides those of
