@@ -114,16 +114,22 @@ def estimate_raw(frame, settings, excluded):
 
 
 def estimate(frame, settings, *, source_mask=None, source_kind='user',
-             source_mask_options=None):
+             source_mask_options=None, auto_report=None, raw=None):
     """
     The `~ezbkg_ccd.Background` of ``frame`` with its provenance, and
     the estimator's raw result.
 
     ``source_kind`` (``'user'`` or ``'auto'``) and ``source_mask_options``
-    are recorded as ``BKGSRCM`` and ``BKGSMOPT``.
+    are recorded as ``BKGSRCM`` and ``BKGSMOPT``, an ``auto_report``
+    (`~ezbkg_ccd.source_detection.AutoMaskReport`) as ``BKGAITER``,
+    ``BKGAKEPT``, ``BKGAFRAC`` and ``BKGASTOP``. A ``raw`` result of
+    the estimator with these settings and mask (the automatic mask's
+    last estimate) is used instead of estimating again.
     """
-    raw, rejected = estimate_raw(frame, settings,
-                                 excluded_pixels(frame, source_mask))
+    rejected = None
+    if raw is None:
+        raw, rejected = estimate_raw(frame, settings,
+                                     excluded_pixels(frame, source_mask))
     result = restore(raw, frame.conditioning)
     header = provenance_header({
         'BKGTYPE': settings.method.upper(), 'BKGIS2D': result.is_2d,
@@ -143,6 +149,7 @@ def estimate(frame, settings, *, source_mask=None, source_kind='user',
         'BKGOPTS': options_text(settings.options),
         'BKGSMOPT': (options_text(source_mask_options or {})
                      if source_kind == 'auto' else None),
+        **({} if auto_report is None else auto_report.cards()),
         'TGTPATH': (None if frame.target is None
                     else path_to_header(frame.target))})
     header['BUNIT'] = frame.unit.to_string()

@@ -16,6 +16,7 @@ from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarni
 from ezbkg_ccd._moved import caller_stacklevel
 from ezbkg_ccd._sep import strips
 from ezbkg_ccd._sep.binding import TESTED_VERSIONS
+from ezbkg_ccd._sep.smooth import smooth_maps
 from ezbkg_ccd._validation import as_choice, as_int
 from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
 from ezbkg_ccd.meshes import (
@@ -59,7 +60,8 @@ def _without_single_pixels(mask, box_size):
 
 
 def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
-                  n_threads=1, edge='spline', n_jobs=None):
+                  n_threads=1, edge='spline', interpolation='spline',
+                  n_jobs=None):
     """
     SExtractor's mesh background, computed by SEP.
 
@@ -110,8 +112,12 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         n_threads = n_jobs
     n_threads = as_int(n_threads, name='n_threads')
     as_choice(edge, name='edge', choices=('spline', 'adaptive'))
+    as_choice(interpolation, name='interpolation',
+              choices=('spline', 'smooth'))
     require_usable_mesh(mask, box_size)  # also when called directly
     mask = _without_single_pixels(mask, box_size)
+    if interpolation == 'smooth':
+        return _smooth_estimate(data, mask, box_size, edge)
     options = {'mask': mask if mask.any() else None, 'bh': box_size[0],
                'bw': box_size[1], 'fh': filter_size[0], 'fw': filter_size[1],
                'fthresh': filter_threshold}
@@ -136,10 +142,7 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         global_rms = float(background.globalrms)
         extra = {'sep_background': background}
         subtract_from = background.subfrom
-    if global_rms == 1.0:  # SEP's value when no mesh has a positive RMS
-        rms = rms() if callable(rms) else rms
-        if not rms.any():
-            global_rms = 0.0
+    rms, global_rms = _no_noise(rms, global_rms)
     if edge == 'adaptive':
         noise = global_rms * np.sqrt(2 * MODE_VARIANCE_FACTOR / samples)
         lazy_back = back
@@ -152,6 +155,34 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
     return BackgroundEstimate(back, rms, global_back, global_rms, is_2d=True,
                               samples_per_estimate=samples, extra=extra,
                               subtract_from=subtract_from)
+
+
+def _no_noise(rms, global_rms):
+    """The RMS map and global RMS, the latter 0 where SEP's 1.0 means
+    that no mesh has a positive RMS (a noiseless frame)."""
+    if global_rms == 1.0:
+        rms = rms() if callable(rms) else rms
+        if not rms.any():
+            global_rms = 0.0
+    return rms, global_rms
+
+
+def _smooth_estimate(data, mask, box_size, edge):
+    """The ``interpolation='smooth'`` result of `sep_estimator`."""
+    if edge != 'spline':
+        msg = (f"edge={edge!r} applies to interpolation='spline' only (the "
+               "smooth fit does not amplify the noise of the edge meshes)")
+        raise ValueError(msg)
+    if not strips.usable():
+        msg = (f"interpolation='smooth' needs a SEP version tested with "
+               f"ezbkg-ccd ({', '.join(TESTED_VERSIONS)}), found sep "
+               f"{sep.__version__}")
+        raise ValueError(msg)
+    back, rms, global_back, global_rms = smooth_maps(
+        data, mask if mask.any() else None, bw=box_size[1], bh=box_size[0])
+    rms, global_rms = _no_noise(rms, global_rms)
+    return BackgroundEstimate(back, rms, global_back, global_rms, is_2d=True,
+                              samples_per_estimate=box_size[0] * box_size[1])
 
 
 def constant_estimator(data, *, mask, box_size, filter_size,

@@ -26,7 +26,7 @@ as it does a mesh with too few usable pixels.
 import numpy as np
 
 __all__ = ['MIN_MESH_COVERAGE', 'SKEW_NOISE_FACTOR', 'mesh_count', 'grid_shape',
-           'well_covered', 'require_usable_mesh', 'fill_edges',
+           'coverage', 'well_covered', 'require_usable_mesh', 'fill_edges',
            'skewed_meshes']
 
 
@@ -54,9 +54,9 @@ def grid_shape(shape, box_size):
 MIN_MESH_COVERAGE = 0.5
 
 
-def well_covered(usable, width):
+def coverage(usable, width):
     """
-    Whether each mesh of one row of meshes has enough usable pixels.
+    The usable fraction of each mesh of one row of meshes.
 
     Parameters
     ----------
@@ -68,8 +68,28 @@ def well_covered(usable, width):
 
     Returns
     -------
-    `~numpy.ndarray` of bool
+    `~numpy.ndarray` of float
         One value per mesh.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.meshes import coverage
+    >>> usable = np.ones((4, 10), bool)
+    >>> usable[:3, :4] = False  # the first mesh is 3/4 unusable
+    >>> coverage(usable, 4)
+    array([0.25, 1.  , 1.  ])
+    """
+    columns = np.arange(0, usable.shape[1], width)
+    widths = np.diff(np.r_[columns, usable.shape[1]])
+    counts = np.add.reduceat(np.count_nonzero(usable, axis=0), columns)
+    return counts / (usable.shape[0] * widths)
+
+
+def well_covered(usable, width):
+    """
+    Whether each mesh of one row of meshes has enough usable pixels:
+    a `coverage` of at least `MIN_MESH_COVERAGE`.
 
     Examples
     --------
@@ -80,10 +100,7 @@ def well_covered(usable, width):
     >>> well_covered(usable, 4)
     array([False,  True,  True])
     """
-    columns = np.arange(0, usable.shape[1], width)
-    widths = np.diff(np.r_[columns, usable.shape[1]])
-    counts = np.add.reduceat(np.count_nonzero(usable, axis=0), columns)
-    return counts >= MIN_MESH_COVERAGE * usable.shape[0] * widths
+    return coverage(usable, width) >= MIN_MESH_COVERAGE
 
 
 def require_usable_mesh(mask, box_size, *, hint=''):

@@ -23,15 +23,16 @@ PACKAGE = Path(ezbkg_ccd.__file__).parent
 LAYERS = (
     # foundations: no ezbkg-ccd imports
     {'_conditioning', '_fits', '_headers', '_moved', '_uncertainty', '_wcs',
-     '_sep', 'meshes', 'paths', 'provenance', 'registry', 'synthetic'},
+     '_sep', 'meshes', 'paths', 'provenance', 'registry', 'smoothing',
+     'synthetic'},
     # reading FITS, SEP's C library, the result
     {'_reader', '_runners', '_sep.binding', 'background'},
     # the validation boundary, threaded strips
     {'_validation', '_sep.strips'},
     # the engine, estimators, FITS persistence, figures
-    {'_engine', 'estimators', 'persistence', 'plotting'},
+    {'_engine', '_sep.smooth', 'estimators', 'persistence', 'plotting'},
     # the mask makers, file-backed backgrounds
-    {'masks', 'background_file'},
+    {'masks', 'background_file', 'source_detection'},
     # the public steps
     {'steps'},
     # workflows on top of the steps

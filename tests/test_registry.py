@@ -136,9 +136,9 @@ class TestMisspeltOptions:
     @pytest.mark.parametrize('method, option, match', [
         ('sep', 'boxsize', r"^unknown option 'boxsize' \(did you mean "
          r"'box_size'\?\); estimate_background with method='sep' takes: "
-         r'box_size, edge, filter_size, filter_threshold, hdu, mask, method, '
-         r'n_jobs, n_threads, reject_skewed, saturation, source_mask, '
-         r'source_mask_options, zero_area$'),
+         r'box_size, edge, filter_size, filter_threshold, hdu, '
+         r'interpolation, mask, method, n_jobs, n_threads, reject_skewed, '
+         r'saturation, source_mask, source_mask_options, zero_area$'),
         ('constant', 'n_threads', r"^unknown option 'n_threads'; estimate_"
          r"background with method='constant' takes: .*maxiters.*sigma,"),
         ('photutils', 'exclude_percentil', r"'exclude_percentil' \(did you "

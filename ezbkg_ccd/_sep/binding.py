@@ -230,7 +230,8 @@ def interpolate_rows(grids, *, rows, back, rms, bw, bh):
     rows : slice
         Rows of the maps to write.
     back, rms : `~numpy.ndarray`
-        C-contiguous float32 or float64 maps of the full image.
+        C-contiguous float32 or float64 maps of the full image; ``rms``
+        may be `None` (not interpolated).
     bw, bh : int
         Mesh width and height.
 
@@ -256,14 +257,15 @@ def interpolate_rows(grids, *, rows, back, rms, bw, bh):
     >>> bool((maps[1][:32] == 0).all())  # rows not asked for
     True
     """
-    if back.dtype not in _TYPE_CODES or rms.dtype != back.dtype:
+    if back.dtype not in _TYPE_CODES or (rms is not None
+                                         and rms.dtype != back.dtype):
         msg = ('back and rms must share a native float32 or float64 dtype, '
-               f'got {back.dtype}, {rms.dtype}')
+               f'got {back.dtype}, {getattr(rms, "dtype", None)}')
         raise TypeError(msg)
     if any(grid.dtype != np.float32 for grid in grids):
         msg = 'grids must be float32'
         raise TypeError(msg)
-    _require_contiguous('back and rms', back, rms)
+    _require_contiguous('back and rms', back, *(() if rms is None else (rms,)))
     _require_contiguous('grids', *grids)
     pointers = [grid.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
                 for grid in grids]
@@ -277,7 +279,11 @@ def interpolate_rows(grids, *, rows, back, rms, bw, bh):
                              dsigma=pointers[3])
     code = _TYPE_CODES[back.dtype]
     back_line, rms_line = _LIBRARY.sep_bkg_line, _LIBRARY.sep_bkg_rmsline
+    reference = ctypes.byref(background)
+    back_start, stride = back.ctypes.data, back.strides[0]
+    rms_start = None if rms is None else rms.ctypes.data
     for row in range(rows.start, rows.stop):
-        _check(back_line(ctypes.byref(background), row, _address(back, row), code)
-               or rms_line(ctypes.byref(background), row, _address(rms, row),
-                           code))
+        offset = row * stride
+        _check(back_line(reference, row, back_start + offset, code)
+               or (rms is not None and rms_line(
+                   reference, row, rms_start + offset, code)))

@@ -36,7 +36,8 @@ from ezbkg_ccd._sep.binding import (
 )
 from ezbkg_ccd.meshes import mesh_count, well_covered
 
-__all__ = ['AVAILABLE', 'sep_strips', 'mesh_bands', 'rows_read', 'usable']
+__all__ = ['AVAILABLE', 'sep_strips', 'mesh_bands', 'mesh_usable',
+           'rows_read', 'global_levels', 'usable']
 
 #: Bad meshes compared with every mesh row at once, per chunk.
 _CHUNK = 4096
@@ -69,17 +70,22 @@ def mesh_bands(mesh_rows, n_threads):
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
+def mesh_usable(data, mask, rows):
+    """The pixels of ``data[rows]`` that SEP uses (not NaN, not below
+    ``-1e30``, not masked)."""
+    with np.errstate(over='ignore'):  # compared in float32, as SEP does
+        values = data[rows].astype(np.float32, copy=False)
+    usable = values > SEP_INVALID_BELOW  # NaN is not
+    if mask is not None:
+        usable &= ~mask[rows]
+    return usable
+
+
 def _bad_meshes(data, mask, band, bw, bh):
     """SEP's bad meshes (under half their pixels usable) in a band."""
-    bad = []
-    for mesh_row in range(*band):
-        pixels = slice(mesh_row * bh, (mesh_row + 1) * bh)
-        with np.errstate(over='ignore'):  # compared in float32, as SEP does
-            values = data[pixels].astype(np.float32, copy=False)
-        usable = values > SEP_INVALID_BELOW  # NaN is not
-        if mask is not None:
-            usable &= ~mask[pixels]
-        bad.append(~well_covered(usable, bw))
+    bad = [~well_covered(mesh_usable(data, mask, slice(row * bh,
+                                                       (row + 1) * bh)), bw)
+           for row in range(*band)]
     return np.array(bad, dtype=bool).reshape(-1, mesh_count(data.shape[1], bw))
 
 
@@ -148,7 +154,7 @@ def rows_read(bad, band, filter_height):
     return min(first, lowest), max(stop, end)
 
 
-def _global_levels(back, sigma):
+def global_levels(back, sigma):
     """SEP's global background and RMS: medians of the filtered meshes."""
     global_rms = np.median(sigma)
     if global_rms <= 0:  # SEP's fallback: the median of the positive ones
@@ -218,7 +224,7 @@ def sep_strips(data, mask, *, n_threads, bw, bh, fw, fh, fthresh):
                 grids, rows=slice(band[0] * bh, min(band[1] * bh, height)),
                 back=back, rms=rms, bw=bw, bh=bh), bands):
             pass  # re-raises a strip's exception here
-    return (back, rms, *_global_levels(back_grid, sigma_grid))
+    return (back, rms, *global_levels(back_grid, sigma_grid))
 
 
 @functools.cache

@@ -1,0 +1,174 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+SEP's mesh statistics with a noise-aware smooth fit in place of its
+median filter (``interpolation='smooth'`` of the ``sep`` estimator).
+
+SEP computes each mesh's clipped mode and sigma (no median filter); the
+grids are fitted by `ezbkg_ccd.smoothing.smooth_grid`, each mesh
+weighted by its usable fraction (meshes under half usable, which SEP
+fills from neighbours, get weight 0 and are filled by the fit); SEP's
+own bicubic interpolation then takes the fitted grids to full
+resolution, so the map differs from SExtractor's by the fit only.
+"""
+
+import numpy as np
+
+from ezbkg_ccd._sep.binding import (
+    filtered_meshes,
+    interpolate_rows,
+    spline_second_derivatives,
+)
+from ezbkg_ccd._sep.strips import global_levels, mesh_usable
+from ezbkg_ccd.meshes import MIN_MESH_COVERAGE
+from ezbkg_ccd.smoothing import smooth_grid
+
+__all__ = ['smooth_maps']
+
+#: Passes over the residual from the fit: the mesh statistics of a sky
+#: that the fit has flattened are unbiased, where those of a steep,
+#: curved sky (vignetting) or of a mesh whose mask moves the centroid of
+#: its pixels on a slope are not.
+_REFINEMENTS = 2
+
+#: In those passes a mesh with at least this fraction of usable pixels
+#: has a value: the residual of a flattened sky needs no majority of
+#: sky pixels to be unbiased, as SExtractor's mode of the raw pixels
+#: does (`~ezbkg_ccd.meshes.MIN_MESH_COVERAGE`).
+MIN_REFINE_COVERAGE = 0.005
+
+
+class _Meshes:
+    """Per-mesh sums over a frame of ``shape`` cut into ``bh`` x ``bw``
+    meshes."""
+
+    def __init__(self, shape, bw, bh):
+        self.rows = np.arange(0, shape[0], bh)
+        self.columns = np.arange(0, shape[1], bw)
+        self.box = (bh, bw)
+        self.shape = shape
+
+    def sum(self, values):
+        """Each mesh's sum of ``values`` (float32 or bool)."""
+        (height, width), (bh, bw) = self.shape, self.box
+        if height % bh or width % bw:
+            return np.add.reduceat(np.add.reduceat(
+                values, self.rows, axis=0, dtype=np.float64), self.columns,
+                axis=1)
+        return values.reshape(height // bh, bh, width // bw, bw).sum(
+            axis=(1, 3), dtype=np.float64)
+
+    def area(self):
+        """Each mesh's number of pixels."""
+        heights, widths = (np.diff(np.r_[starts, size]) for starts, size in
+                           ((self.rows, self.shape[0]),
+                            (self.columns, self.shape[1])))
+        return np.outer(heights, widths)
+
+    def spread(self, grid):
+        """Each mesh's value on its pixels."""
+        full = np.repeat(np.repeat(grid.astype(np.float32), self.box[0],
+                                   axis=0), self.box[1], axis=1)
+        return full[:self.shape[0], :self.shape[1]]
+
+
+def _clipped_levels(residual, usable, meshes, sigma):
+    """
+    The mean and standard deviation of each mesh's ``usable`` residual
+    pixels within 3 sigma of its level (two passes, starting from 0 and
+    the global ``sigma``), and their number.
+    """
+    level = np.zeros((meshes.rows.size, meshes.columns.size))
+    spread = np.full(level.shape, float(sigma))
+    for _ in range(2):
+        offset = residual - meshes.spread(level)
+        kept = usable & (np.abs(offset) <= 3 * meshes.spread(spread))
+        offset[~kept] = 0
+        count = meshes.sum(kept)
+        mean = meshes.sum(offset) / np.maximum(count, 1)
+        square = meshes.sum(np.square(offset))
+        spread = np.where(count > 1, np.sqrt(np.maximum(
+            square / np.maximum(count, 1) - mean**2, 0)), spread)
+        level = level + mean
+    return level, spread, count
+
+
+def _interpolate(back_grid, sigma_grid, shape, dtype, bw, bh):
+    """SEP's bicubic maps of two mesh grids (the RMS map `None` if
+    ``sigma_grid`` is)."""
+    grids = [np.ascontiguousarray(grid, dtype=np.float32)
+             for grid in (back_grid, back_grid if sigma_grid is None
+                          else sigma_grid)]
+    grids = (grids[0], spline_second_derivatives(grids[0]),
+             grids[1], spline_second_derivatives(grids[1]))
+    back = np.empty(shape, dtype)
+    rms = None if sigma_grid is None else np.empty(shape, dtype)
+    interpolate_rows(grids, rows=slice(0, shape[0]), back=back, rms=rms,
+                     bw=bw, bh=bh)
+    return back, rms
+
+
+def smooth_maps(data, mask, *, bw, bh):
+    """
+    Background and RMS maps of ``data`` from smoothly fitted mesh grids.
+
+    Needs the bound SEP library (`ezbkg_ccd._sep.strips.usable`).
+
+    Parameters
+    ----------
+    data : `~numpy.ndarray`
+        Native, C-contiguous float image.
+    mask : `~numpy.ndarray` of bool or None
+        Pixels to exclude.
+    bw, bh : int
+        Mesh width and height.
+
+    Returns
+    -------
+    back, rms : `~numpy.ndarray`
+        Full-size maps, in ``data``'s dtype.
+    global_back, global_rms : float
+        Medians of the fitted grids, as SEP's global values are of its
+        filtered ones.
+
+    Examples
+    --------
+    On a flat sky the fit is a plane, far closer to the truth than the
+    noise of the meshes:
+
+    >>> import numpy as np
+    >>> import sep
+    >>> from ezbkg_ccd._sep.smooth import smooth_maps
+    >>> data = np.random.default_rng(0).normal(100, 10, (512, 512))
+    >>> data = data.astype(np.float32)
+    >>> back, rms, level, noise = smooth_maps(data, None, bw=64, bh=64)
+    >>> error = np.abs(back - 100).max()
+    >>> bool(error < 0.5 * np.abs(sep.Background(data).back() - 100).max())
+    True
+    """
+    mask = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
+    back_grid, sigma_grid = filtered_meshes(
+        data, mask, rows=slice(0, data.shape[0]), bw=bw, bh=bh, fw=1, fh=1,
+        fthresh=0.0)
+    meshes = _Meshes(data.shape, bw, bh)
+    usable = mesh_usable(data, mask, slice(None))
+    area = meshes.area()
+    weights = meshes.sum(usable) / area
+    fitted = smooth_grid(back_grid, np.where(weights >= MIN_MESH_COVERAGE,
+                                             weights, 0))[0]
+    sigma = sigma_grid
+    for _ in range(_REFINEMENTS):
+        model, _ = _interpolate(fitted, None, data.shape, data.dtype, bw, bh)
+        np.subtract(data, model, out=model)
+        level, sigma, count = _clipped_levels(
+            model, usable, meshes, np.median(sigma_grid[weights > 0]))
+        refined = np.where(count >= MIN_REFINE_COVERAGE * area, count / area,
+                           0)
+        if not refined.any():
+            break
+        weights = refined
+        fitted = smooth_grid(fitted + level, weights, robust=False)[0]
+    sigma = np.maximum(smooth_grid(sigma, weights)[0], 0)
+    back, rms = _interpolate(fitted, sigma, data.shape, data.dtype, bw, bh)
+    np.maximum(rms, 0, out=rms)
+    return (back, rms, *global_levels(fitted.astype(np.float32),
+                                      sigma.astype(np.float32)))
