@@ -242,7 +242,7 @@ def make_source_mask(ccd, *, mask=None, saturation='header', zero_area=100,
     The estimates use the smooth fit of the mesh grid
     (``interpolation='smooth'`` of the ``sep`` estimator), which follows
     a vignetted or moonlit sky without the median filter's bias. On a
-    1024 x 1024 frame this costs 0.1-0.9 s on one core (see
+    1024 x 1024 frame this costs 0.15-0.8 s on one core (see
     :doc:`/performance`).
 
     Parameters

@@ -26,6 +26,7 @@ as it does a mesh with too few usable pixels.
 import numpy as np
 
 __all__ = ['MIN_MESH_COVERAGE', 'SKEW_NOISE_FACTOR', 'mesh_count', 'grid_shape',
+           'tiles',
            'coverage', 'well_covered', 'require_usable_mesh', 'fill_edges',
            'skewed_meshes']
 
@@ -47,6 +48,28 @@ def grid_shape(shape, box_size):
     """
     return tuple(mesh_count(size, box)
                  for size, box in zip(shape, box_size, strict=True))
+
+
+def tiles(values, box_size, fill=0):
+    """
+    ``values`` cut into meshes: an array of shape ``(ny, nx, bh, bw)``,
+    the last meshes padded with ``fill`` where they are cut short (a view
+    of ``values`` when its shape is a multiple of the box).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.meshes import tiles
+    >>> cut = tiles(np.arange(15.0).reshape(3, 5), (2, 2), fill=np.nan)
+    >>> cut.shape, np.nansum(cut, axis=(2, 3))[0].tolist()
+    ((2, 3, 2, 2), [12.0, 20.0, 13.0])
+    """
+    (ny, nx), (bh, bw) = grid_shape(values.shape, box_size), box_size
+    if values.shape != (ny * bh, nx * bw):
+        padded = np.full((ny * bh, nx * bw), fill, values.dtype)
+        padded[:values.shape[0], :values.shape[1]] = values
+        values = padded
+    return values.reshape(ny, bh, nx, bw).transpose(0, 2, 1, 3)
 
 
 #: A mesh must have at least this fraction of usable pixels (SExtractor's

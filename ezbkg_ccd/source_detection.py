@@ -40,6 +40,7 @@ from scipy import ndimage
 
 from ezbkg_ccd import _engine
 from ezbkg_ccd._moved import caller_stacklevel
+from ezbkg_ccd.meshes import tiles
 
 __all__ = ['MAX_MASKED', 'AutoMaskReport', 'detect_sources',
            'mistaken_fraction']
@@ -185,8 +186,9 @@ def _growth(radius, scale, *, threshold, wing_level, dilate, max_growth):
     size, bright compact ones less; by at least ``dilate`` pixels, to at
     most ``max_growth`` radii in all.
     """
-    growth = scale * np.log(threshold / wing_level)
-    return np.clip(growth, dilate, max(max_growth - 1, 0) * radius)
+    growth = np.minimum(scale * np.log(threshold / wing_level),
+                        max(max_growth - 1, 0) * radius)
+    return np.maximum(growth, dilate)
 
 
 def _nearest(segmentation):
@@ -230,13 +232,7 @@ def _grow(segmentation, objects, growth, nearest, distances, extended):
 def _blocks(values, factor, reduce=np.sum):
     """``values`` reduced over ``factor`` x ``factor`` blocks (the last
     ones cut short, padded with zeros)."""
-    height, width = values.shape
-    padded = np.zeros((-(-height // factor) * factor,
-                       -(-width // factor) * factor), values.dtype)
-    padded[:height, :width] = values
-    return reduce(padded.reshape(padded.shape[0] // factor, factor,
-                                 padded.shape[1] // factor, factor),
-                  axis=(1, 3))
+    return reduce(tiles(values, (factor, factor)), axis=(2, 3))
 
 
 def _ring_profile(smooth, weight, index, owners, rings):
@@ -329,7 +325,7 @@ def _source_mask(data, invalid, model, *, threshold, min_area, dilate,
     objects, segmentation = sep.extract(
         residual, threshold, err=model.rms, mask=invalid, minarea=min_area,
         segmentation_map=True, clean=False, filter_type='conv',
-        deblend_cont=1.0)  # one object per footprint
+        deblend_cont=1.0, deblend_nthresh=1)  # one object per footprint
     if not len(objects):
         return np.zeros(data.shape, bool)
     radius, scale = _exponential_scales(objects,
@@ -362,16 +358,11 @@ def _source_mask(data, invalid, model, *, threshold, min_area, dilate,
 def _mesh_medians(values, box_size, step=1):
     """The median of the finite ``values`` of each mesh (NaN if none),
     of every ``step``-th row and column of it."""
-    ny, nx = (-(-size // box) for size, box in zip(values.shape, box_size,
-                                                   strict=True))
-    padded = np.full((ny * box_size[0], nx * box_size[1]), np.nan,
-                     np.float32)
-    padded[:values.shape[0], :values.shape[1]] = values
-    meshes = padded.reshape(ny, box_size[0], nx, box_size[1])
-    meshes = meshes[:, ::step, :, ::step].transpose(0, 2, 1, 3)
+    cut = tiles(values.astype(np.float32, copy=False), box_size,
+                fill=np.nan)[:, :, ::step, ::step]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # all-NaN meshes
-        return np.nanmedian(meshes.reshape(ny, nx, -1), axis=2)
+        return np.nanmedian(cut.reshape(*cut.shape[:2], -1), axis=2)
 
 
 def mistaken_fraction(data, invalid, source_mask, plain, masked, box_size):

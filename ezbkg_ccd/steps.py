@@ -150,8 +150,8 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
         marking them invalid; ``'auto'`` detects them with
         `~ezbkg_ccd.make_source_mask`, and then maps the sky with the
         smooth fit of the mesh grid (``interpolation='smooth'``, unless
-        ``interpolation`` or ``edge`` is given). It costs about 0.3-1 s
-        per megapixel on one core (see :doc:`/performance`); how it ended
+        ``interpolation`` or ``edge`` is given). It costs 0.15-0.8 s per
+        megapixel on one core (see :doc:`/performance`); how it ended
         is recorded as ``BKGAITER``, ``BKGAFRAC`` and ``BKGASTOP``.
     source_mask_options : dict, optional
         Settings of `~ezbkg_ccd.make_source_mask` for ``'auto'``

@@ -19,7 +19,7 @@ from ezbkg_ccd._sep.binding import (
     spline_second_derivatives,
 )
 from ezbkg_ccd._sep.strips import global_levels, mesh_usable
-from ezbkg_ccd.meshes import MIN_MESH_COVERAGE
+from ezbkg_ccd.meshes import MIN_MESH_COVERAGE, grid_shape, tiles
 from ezbkg_ccd.smoothing import smooth_grid
 
 __all__ = ['smooth_maps']
@@ -42,26 +42,18 @@ class _Meshes:
     meshes."""
 
     def __init__(self, shape, bw, bh):
-        self.rows = np.arange(0, shape[0], bh)
-        self.columns = np.arange(0, shape[1], bw)
         self.box = (bh, bw)
         self.shape = shape
 
     def sum(self, values):
         """Each mesh's sum of ``values`` (float32 or bool)."""
-        (height, width), (bh, bw) = self.shape, self.box
-        if height % bh or width % bw:
-            return np.add.reduceat(np.add.reduceat(
-                values, self.rows, axis=0, dtype=np.float64), self.columns,
-                axis=1)
-        return values.reshape(height // bh, bh, width // bw, bw).sum(
-            axis=(1, 3), dtype=np.float64)
+        return tiles(values, self.box).sum(axis=(2, 3), dtype=np.float64)
 
     def area(self):
         """Each mesh's number of pixels."""
-        heights, widths = (np.diff(np.r_[starts, size]) for starts, size in
-                           ((self.rows, self.shape[0]),
-                            (self.columns, self.shape[1])))
+        heights, widths = (np.minimum(box, size - np.arange(0, size, box))
+                           for size, box in zip(self.shape, self.box,
+                                                strict=True))
         return np.outer(heights, widths)
 
     def spread(self, grid):
@@ -77,7 +69,7 @@ def _clipped_levels(residual, usable, meshes, sigma):
     pixels within 3 sigma of its level (two passes, starting from 0 and
     the global ``sigma``), and their number.
     """
-    level = np.zeros((meshes.rows.size, meshes.columns.size))
+    level = np.zeros(grid_shape(meshes.shape, meshes.box))
     spread = np.full(level.shape, float(sigma))
     for _ in range(2):
         offset = residual - meshes.spread(level)
