@@ -114,8 +114,8 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
     as_choice(edge, name='edge', choices=('spline', 'adaptive'))
     as_choice(interpolation, name='interpolation',
               choices=('spline', 'smooth'))
-    require_usable_mesh(mask, box_size)  # also when called directly
     mask = _without_single_pixels(mask, box_size)
+    require_usable_mesh(mask, box_size)  # also when called directly
     if interpolation == 'smooth':
         return _smooth_estimate(data, mask, box_size, edge)
     options = {'mask': mask if mask.any() else None, 'bh': box_size[0],

@@ -4,8 +4,10 @@ The two mask makers: invalid pixels (never used, by one rule for every
 entry point) and sources (detected, grown and re-estimated).
 """
 
+import dataclasses
 import functools
 import inspect
+import types
 import warnings
 from numbers import Real
 
@@ -25,6 +27,7 @@ from ezbkg_ccd._validation import (
     as_rule,
     as_settings,
 )
+from ezbkg_ccd.meshes import grid_shape
 from ezbkg_ccd.registry import keyword_names
 from ezbkg_ccd.source_detection import MAX_MASKED, detect_sources
 
@@ -232,7 +235,8 @@ def make_source_mask(ccd, *, mask=None, saturation='header', zero_area=100,
     averaged over ``smooth_scale`` boxes and their doublings and then
     in rings around the source, stays above the model and falls
     outward ring by ring, ever more slowly; sources and wings never
-    cover more than `MAX_MASKED` of the frame; and each round is checked
+    cover more than `MAX_MASKED` of the frame (unless the footprints
+    alone do: the loop then stops); and each round is checked
     against the unmasked map: where the masked map departs from it while
     the sky left unmasked agrees with the unmasked map, over more than
     2 % of the meshes, the mask took sky for sources. The loop stops
@@ -240,8 +244,9 @@ def make_source_mask(ccd, *, mask=None, saturation='header', zero_area=100,
     round took sky for sources, it warns and returns an empty mask.
 
     The estimates use the smooth fit of the mesh grid
-    (``interpolation='smooth'`` of the ``sep`` estimator), which follows
-    a vignetted or moonlit sky without the median filter's bias. On a
+    (``interpolation='smooth'`` of the ``sep`` estimator; on grids of at
+    least `SMOOTH_MIN_MESHES` meshes a side), which follows a vignetted
+    or moonlit sky without the median filter's bias. On a
     1024 x 1024 frame this costs 0.15-0.8 s on one core (see
     :doc:`/performance`).
 
@@ -279,8 +284,8 @@ def make_source_mask(ccd, *, mask=None, saturation='header', zero_area=100,
     max_iters : int, optional
         At most this many detect-and-estimate rounds (default 5).
     tolerance : float, optional
-        Stop when the background changes by less than this fraction of
-        the global RMS (default 0.01).
+        Stop when the map changes by less than this fraction of the
+        global RMS, as an RMS over the frame (default 0.01).
 
     Returns
     -------
@@ -317,6 +322,10 @@ def make_source_mask(ccd, *, mask=None, saturation='header', zero_area=100,
     return (np.zeros(frame.work.shape, bool) if source_mask is None
             else source_mask)
 
+
+#: The automatic mask uses the smooth fit of the mesh grid on grids of
+#: at least this many meshes a side.
+SMOOTH_MIN_MESHES = 6
 
 #: The ``source_mask_options`` of `~ezbkg_ccd.estimate_background`: the
 #: settings of `make_source_mask` but the invalid-pixel rule's.
@@ -363,16 +372,25 @@ def auto_source_mask(frame, options, detection):
         'sep', shape=frame.work.shape,
         box_size=options.get('box_size', _DEFAULTS['box_size']),
         filter_size=options.get('filter_size', _DEFAULTS['filter_size']),
-        filter_threshold=0.0, options=smooth_options('sep'))
+        filter_threshold=0.0)
+    settings = dataclasses.replace(settings, options=types.MappingProxyType(
+        smooth_options('sep', frame.work.shape, settings.box_size)))
     source_mask, report, estimate = detect_sources(frame, settings,
                                                    **detection)
     return (source_mask, report,
             None if estimate is None else (settings, estimate))
 
 
-def smooth_options(method):
-    """The estimator options that make ``method``'s map the smooth fit:
-    ``interpolation='smooth'`` for ``'sep'`` where SEP's C library is
-    bound (none otherwise)."""
-    return ({'interpolation': 'smooth'}
-            if method == 'sep' and strips.usable() else {})
+def smooth_options(method, shape, box_size):
+    """
+    The estimator options that make ``method``'s map of an image of
+    ``shape`` the smooth fit: ``interpolation='smooth'`` for ``'sep'``
+    where SEP's C library is bound and the mesh grid has at least
+    `SMOOTH_MIN_MESHES` meshes a side (on fewer, the fit has too little
+    to choose its smoothing from, and SExtractor's median filter rejects
+    a source covering a few meshes better); none otherwise.
+    """
+    if (method != 'sep' or not strips.usable()
+            or min(grid_shape(shape, box_size)) < SMOOTH_MIN_MESHES):
+        return {}
+    return {'interpolation': 'smooth'}

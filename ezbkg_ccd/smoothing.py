@@ -44,7 +44,7 @@ _TOLERANCE = 1e-9
 _RIDGE = 1e-9
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)
 def _basis(size):
     """Eigenvalues and eigenvectors of the 1-D second-difference penalty
     ``D.T @ D`` on ``size`` nodes (none below 3 nodes)."""

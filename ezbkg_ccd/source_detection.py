@@ -15,8 +15,9 @@ residuals that touch every bright star):
    above the model and keeps falling outward, ring by ring, ever more
    slowly (as the light of a star or galaxy does, and a misfit of the
    sky does not);
-2. sources and wings together never cover more than `MAX_MASKED` of the
-   frame;
+2. growth and wings never take the mask beyond `MAX_MASKED` of the
+   frame (the footprints themselves are always masked; where they alone
+   leave no mesh usable, the loop stops);
 3. every round is checked against the unmasked map: where the masked
    map departs well from it while the sky pixels the mask left there
    agree with the unmasked map, the mask took sky for sources
@@ -146,7 +147,9 @@ class _Model:
             frame, settings, _engine.excluded_pixels(frame, source_mask))
         back, rms = (value() if callable(value) else value
                      for value in (raw.background, raw.rms))
-        return cls(back, np.maximum(rms, 0), float(raw.global_rms), raw)
+        if rms.min() < 0:
+            rms = np.maximum(rms, 0)
+        return cls(back, rms, float(raw.global_rms), raw)
 
 
 #: ``2 (e**x - 1 - x) / x**2``, the mean over an exponential profile's
@@ -368,8 +371,8 @@ def _mesh_medians(values, box_size, step=1):
 def mistaken_fraction(data, invalid, source_mask, plain, masked, box_size):
     """
     The fraction of the meshes with data where the mask took sky for
-    sources: the ``masked`` map departs from the ``plain`` (unmasked)
-    one, and the sky pixels left unmasked depart from the ``masked`` map
+    sources: the ``masked`` map (a `_Model`) departs from the ``plain``
+    (unmasked) one, and the sky pixels left unmasked depart from the ``masked`` map
     the same way, each by more than `MISTAKEN_LEVEL` times the global
     RMS: the sky agrees with the plain map, not with the masked one.
 
@@ -384,7 +387,7 @@ def mistaken_fraction(data, invalid, source_mask, plain, masked, box_size):
     centres = np.ix_(*(np.minimum(start + box // 2, size - 1) for start, box,
                        size in zip(starts, box_size, data.shape,
                                    strict=True)))
-    change = plain.back[centres] - masked.back[centres]
+    change = plain[centres] - masked.back[centres]
     with np.errstate(invalid='ignore'):  # meshes without sky pixels
         mistaken = (np.abs(change) > level) & (sky * np.sign(change) > level)
     valid = np.add.reduceat(np.add.reduceat(~invalid, starts[0], axis=0),
@@ -415,12 +418,18 @@ def detect_sources(frame, settings, *, threshold, min_area, dilate,
                  'dilate': dilate, 'wing_level': wing_level,
                  'max_growth': max_growth, 'smooth_scale': smooth_scale,
                  'smooth_threshold': smooth_threshold}
-    plain = model = _Model.of(frame, settings)
+    model = _Model.of(frame, settings)
+    plain = model.back
     best, kept, stop = None, 0, 'max_iters'
     least, mistaken, last_change = np.inf, 0, np.inf
+    crowded = False
     for round_ in range(1, max_iters + 1):
         source_mask = _source_mask(data, invalid, model, **detection)
-        new = _Model.of(frame, settings, source_mask)
+        try:
+            new = _Model.of(frame, settings, source_mask)
+        except ValueError:  # the footprints alone left no mesh usable
+            crowded, stop = True, 'diverging'
+            break
         fraction = mistaken_fraction(data, invalid, source_mask, plain, new,
                                      settings.box_size)
         if fraction <= least:
@@ -429,19 +438,24 @@ def detect_sources(frame, settings, *, threshold, min_area, dilate,
         if mistaken == RUNAWAY_ROUNDS:
             stop = 'diverging'
             break
-        difference = new.back - model.back
-        change = float(np.sqrt(np.mean(difference * difference)))
-        model, scale = new, max(new.global_rms, 1e-30)
-        if change < tolerance * scale or last_change < change < STALL * scale:
+        scale = max(new.global_rms, 1e-30)
+        change = float(np.sqrt(np.mean(np.square(
+            (new.back - model.back) / np.float32(scale), dtype=np.float64))))
+        model = new
+        if change < tolerance or last_change < change < STALL:
             stop = 'converged'
             break
         last_change = change
     if least > MISTAKEN_FRACTION:
-        msg = ("source_mask='auto' took sky for sources: where the masked "
-               'map departs from the unmasked one, the sky pixels left '
-               'unmasked agree with the unmasked map; the mask is dropped '
-               'and the plain map used (a box_size small enough to follow '
-               'the sky, or a higher threshold, may help)')
+        why = ('the sources it found leave no mesh with enough sky pixels (a '
+               'crowded field: a larger box_size may help)' if crowded and
+               best is None else
+               'where the masked map departs from the unmasked one, the sky '
+               'pixels left unmasked agree with the unmasked map (a box_size '
+               'small enough to follow the sky, or a higher threshold, may '
+               'help)')
+        msg = (f"source_mask='auto' took sky for sources: {why}; the mask is "
+               'dropped and the plain map used')
         warnings.warn(msg, AstropyUserWarning,
                       stacklevel=caller_stacklevel())
         return None, AutoMaskReport(round_, 0, 0.0, 'fallback'), None

@@ -98,7 +98,8 @@ def _estimate(ccd, *, target=None, method='sep', box_size=64, filter_size=3,
         if source_mask is not None and not {'interpolation', 'edge'} & set(
                 options):
             settings = dataclasses.replace(settings, options=types.MappingProxyType(
-                {**options, **smooth_options(method)}))
+                {**options, **smooth_options(method, ccd.shape,
+                                             settings.box_size)}))
         if last is not None and last[0] == settings:
             raw = last[1]  # the loop's last estimate is this one
     elif source_mask_options:

@@ -82,7 +82,7 @@ class TestProvenance:
     """What the automatic mask did is recorded, and read back."""
 
     def test_cards(self, tmp_path):
-        image, _, _, _ = make_scene('disc', shape=(256, 256), sigma=SIGMA,
+        image, _, _, _ = make_scene('disc', shape=(512, 512), sigma=SIGMA,
                                     seed=2, sky=1000.0)
         bkg = estimate_background(image, source_mask='auto')
         header = bkg.header
@@ -157,6 +157,38 @@ class TestGuards:
         assert bkg.header['BKGAKEPT'] >= 2
 
 
+    def test_crowded_first_round(self, image, monkeypatch):
+        """Footprints that leave no mesh with enough sky end the loop; in
+        the first round, with the plain map and a warning that says so."""
+        monkeypatch.setattr(source_detection, '_source_mask',
+                            lambda data, *args, **kwargs:
+                            np.ones(data.shape, bool))
+        with pytest.warns(AstropyUserWarning, match='crowded field'):
+            bkg = estimate_background(image, source_mask='auto')
+        assert bkg.header['BKGASTOP'] == 'fallback'
+
+    def test_crowded_later_round(self):
+        """A threshold in the noise: the footprints grow past the meshes'
+        needs in a later round, and the best round is kept, no error."""
+        image = np.random.default_rng(3).normal(100, 5, (256, 256))
+        bkg = estimate_background(image, box_size=32, source_mask='auto',
+                                  source_mask_options={'threshold': 0.3})
+        assert bkg.header['BKGASTOP'] == 'diverging'
+        assert 0 < bkg.header['BKGAKEPT'] < bkg.header['BKGAITER']
+
+    def test_small_grid_keeps_sextractor_map(self):
+        """On a grid of few meshes the automatic mask maps the sky with
+        SExtractor's filtered spline, which rejects a source covering a
+        few meshes better than a fit that has too little to choose its
+        smoothing from."""
+        image, truth, _, _ = make_scene('cluster', shape=(256, 256),
+                                        sigma=SIGMA, seed=4, sky=1000.0)
+        auto = estimate_background(image, source_mask='auto')
+        assert 'interpolation' not in auto.header.get('BKGOPTS', '')
+        plain = estimate_background(image)
+        assert errors(auto.data, truth)[0] < errors(plain.data, truth)[0]
+
+
 class TestMistakenFraction:
     """The check that a mask took sky for sources."""
 
@@ -176,7 +208,7 @@ class TestMistakenFraction:
         filled = np.where(centre, truth.min(), truth)
         fraction = mistaken_fraction(
             image, np.zeros(image.shape, bool), mask,
-            _Model(truth, None, SIGMA), _Model(filled, None, SIGMA), (64, 64))
+            truth, _Model(filled, None, SIGMA), (64, 64))
         assert fraction > 0.1
 
     def test_real_sources_are_not(self, sky):
@@ -188,7 +220,7 @@ class TestMistakenFraction:
         plain = truth + 20.0 * mask  # the source lifted the plain map
         fraction = mistaken_fraction(
             image, np.zeros(image.shape, bool), mask,
-            _Model(plain, None, SIGMA), _Model(truth, None, SIGMA), (64, 64))
+            plain, _Model(truth, None, SIGMA), (64, 64))
         assert fraction == 0.0
 
 
@@ -261,6 +293,46 @@ class TestSmoothInterpolation:
         assert np.isfinite(bkg.data).all() and np.isfinite(bkg.rms).all()
         assert errors(bkg.data[~invalid], truth[~invalid])[1] < 0.5
         assert bkg.rms.mean() == pytest.approx(SIGMA, rel=0.05)
+
+    def test_quantized_low_noise(self):
+        """Integer data whose noise is below one count: the clipped
+        spread would keep only the pixels at the level; SEP's is used."""
+        rng = np.random.default_rng(5)
+        data = np.round(rng.normal(100, 0.3, (256, 256))).astype(np.int16)
+        smooth = estimate_background(data, box_size=32,
+                                     interpolation='smooth')
+        plain = estimate_background(data, box_size=32)
+        assert smooth.global_rms == pytest.approx(plain.global_rms, rel=0.1)
+        auto = estimate_background(data, box_size=32, source_mask='auto')
+        assert auto.header['BKGAFRAC'] < 0.05
+
+    @pytest.mark.parametrize('level', [1e20, 1e-25])
+    def test_extreme_float32_values(self, level):
+        """Squares are summed in float64: no overflow, no underflow."""
+        data = np.random.default_rng(1).normal(level, level / 10, (256, 256))
+        data = data.astype(np.float32)
+        smooth = estimate_background(data, box_size=32,
+                                     interpolation='smooth')
+        assert smooth.global_rms == pytest.approx(level / 10, rel=0.05)
+        assert np.isfinite(smooth.data).all()
+
+    def test_partial_last_meshes_weigh_less(self):
+        """A frame one pixel larger than a multiple of the box: its last
+        meshes, one pixel high or wide, barely count."""
+        data = np.random.default_rng(0).normal(1000, SIGMA, (1025, 1025))
+        data = data.astype(np.float32)
+        smooth = estimate_background(data, interpolation='smooth')
+        plain = estimate_background(data)
+        assert errors(smooth.data, 1000)[0] < 0.5 * errors(plain.data, 1000)[0]
+
+    def test_single_pixel_mesh_is_no_usable_mesh(self):
+        """The only usable mesh is one pixel: a clear error, not a map of
+        zeros (spline) or an internal one (smooth)."""
+        data = np.full((4, 11), np.nan, np.float32)
+        data[:, 10] = data[:, 0:2] = 100.0
+        for options in ({}, {'interpolation': 'smooth'}):
+            with pytest.raises(ValueError, match='too few valid pixels'):
+                estimate_background(data, box_size=(1, 5), **options)
 
     def test_float64_kept(self):
         data = np.random.default_rng(0).normal(5.0, 1.0, (128, 128))

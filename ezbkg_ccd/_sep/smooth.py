@@ -36,6 +36,10 @@ _REFINEMENTS = 2
 #: does (`~ezbkg_ccd.meshes.MIN_MESH_COVERAGE`).
 MIN_REFINE_COVERAGE = 0.005
 
+#: Residual pixels beyond this many sigma from their mesh's level are
+#: left out of the passes' statistics.
+CLIP = 3.0
+
 
 class _Meshes:
     """Per-mesh sums over a frame of ``shape`` cut into ``bh`` x ``bw``
@@ -66,18 +70,19 @@ class _Meshes:
 def _clipped_levels(residual, usable, meshes, sigma):
     """
     The mean and standard deviation of each mesh's ``usable`` residual
-    pixels within 3 sigma of its level (two passes, starting from 0 and
-    the global ``sigma``), and their number.
+    pixels within `CLIP` sigma of its level (two passes, starting from 0
+    and the global ``sigma``), and their number. Squares are summed in
+    float64.
     """
     level = np.zeros(grid_shape(meshes.shape, meshes.box))
     spread = np.full(level.shape, float(sigma))
     for _ in range(2):
         offset = residual - meshes.spread(level)
-        kept = usable & (np.abs(offset) <= 3 * meshes.spread(spread))
+        kept = usable & (np.abs(offset) <= CLIP * meshes.spread(spread))
         offset[~kept] = 0
         count = meshes.sum(kept)
         mean = meshes.sum(offset) / np.maximum(count, 1)
-        square = meshes.sum(np.square(offset))
+        square = meshes.sum(np.square(offset, dtype=np.float64))
         spread = np.where(count > 1, np.sqrt(np.maximum(
             square / np.maximum(count, 1) - mean**2, 0)), spread)
         level = level + mean
@@ -143,23 +148,27 @@ def smooth_maps(data, mask, *, bw, bh):
         fthresh=0.0)
     meshes = _Meshes(data.shape, bw, bh)
     usable = mesh_usable(data, mask, slice(None))
-    area = meshes.area()
-    weights = meshes.sum(usable) / area
-    fitted = smooth_grid(back_grid, np.where(weights >= MIN_MESH_COVERAGE,
-                                             weights, 0))[0]
-    sigma = sigma_grid
+    count = meshes.sum(usable)
+    full = bw * bh  # a mesh cut short by the frame's edge weighs less
+    weights = np.where(count >= MIN_MESH_COVERAGE * meshes.area(),
+                       count / full, 0)
+    fitted = smooth_grid(back_grid, weights)[0]
+    spread = sigma_grid
+    noise = float(np.median(sigma_grid[weights > 0]))
     for _ in range(_REFINEMENTS):
         model, _ = _interpolate(fitted, None, data.shape, data.dtype, bw, bh)
         np.subtract(data, model, out=model)
-        level, sigma, count = _clipped_levels(
-            model, usable, meshes, np.median(sigma_grid[weights > 0]))
-        refined = np.where(count >= MIN_REFINE_COVERAGE * area, count / area,
+        level, spread, count = _clipped_levels(model, usable, meshes, noise)
+        refined = np.where(count >= MIN_REFINE_COVERAGE * full, count / full,
                            0)
         if not refined.any():
             break
         weights = refined
         fitted = smooth_grid(fitted + level, weights, robust=False)[0]
-    sigma = np.maximum(smooth_grid(sigma, weights)[0], 0)
+    # SEP's sigma where the clipped one collapsed: data quantized in steps
+    # wider than the noise keep only the pixels at their level
+    spread = np.where(spread < 0.5 * sigma_grid, sigma_grid, spread)
+    sigma = np.maximum(smooth_grid(spread, weights)[0], 0)
     back, rms = _interpolate(fitted, sigma, data.shape, data.dtype, bw, bh)
     np.maximum(rms, 0, out=rms)
     return (back, rms, *global_levels(fitted.astype(np.float32),
