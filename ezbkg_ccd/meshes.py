@@ -26,8 +26,8 @@ as it does a mesh with too few usable pixels.
 import numpy as np
 
 __all__ = ['MIN_MESH_COVERAGE', 'SKEW_NOISE_FACTOR', 'mesh_count', 'grid_shape',
-           'tiles',
-           'coverage', 'well_covered', 'require_usable_mesh', 'fill_edges',
+           'tiles', 'expand',
+           'well_covered', 'require_usable_mesh', 'fill_edges',
            'skewed_meshes']
 
 
@@ -72,14 +72,31 @@ def tiles(values, box_size, fill=0):
     return values.reshape(ny, bh, nx, bw).transpose(0, 2, 1, 3)
 
 
+def expand(grid, box_size, shape):
+    """
+    Each mesh's value of ``grid`` on its pixels, for an image of
+    ``shape`` (the inverse of `tiles` for one value per mesh).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.meshes import expand
+    >>> expand(np.array([[1, 2]]), (2, 2), (1, 3)).tolist()
+    [[1, 1, 2]]
+    """
+    full = np.repeat(np.repeat(grid, box_size[0], axis=0), box_size[1],
+                     axis=1)
+    return full[:shape[0], :shape[1]]
+
+
 #: A mesh must have at least this fraction of usable pixels (SExtractor's
 #: rule, also used by SEP) to enter the low-resolution map.
 MIN_MESH_COVERAGE = 0.5
 
 
-def coverage(usable, width):
+def well_covered(usable, width):
     """
-    The usable fraction of each mesh of one row of meshes.
+    Whether each mesh of one row of meshes has enough usable pixels.
 
     Parameters
     ----------
@@ -91,28 +108,8 @@ def coverage(usable, width):
 
     Returns
     -------
-    `~numpy.ndarray` of float
+    `~numpy.ndarray` of bool
         One value per mesh.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from ezbkg_ccd.meshes import coverage
-    >>> usable = np.ones((4, 10), bool)
-    >>> usable[:3, :4] = False  # the first mesh is 3/4 unusable
-    >>> coverage(usable, 4)
-    array([0.25, 1.  , 1.  ])
-    """
-    columns = np.arange(0, usable.shape[1], width)
-    widths = np.diff(np.r_[columns, usable.shape[1]])
-    counts = np.add.reduceat(np.count_nonzero(usable, axis=0), columns)
-    return counts / (usable.shape[0] * widths)
-
-
-def well_covered(usable, width):
-    """
-    Whether each mesh of one row of meshes has enough usable pixels:
-    a `coverage` of at least `MIN_MESH_COVERAGE`.
 
     Examples
     --------
@@ -123,7 +120,10 @@ def well_covered(usable, width):
     >>> well_covered(usable, 4)
     array([False,  True,  True])
     """
-    return coverage(usable, width) >= MIN_MESH_COVERAGE
+    columns = np.arange(0, usable.shape[1], width)
+    widths = np.diff(np.r_[columns, usable.shape[1]])
+    counts = np.add.reduceat(np.count_nonzero(usable, axis=0), columns)
+    return counts >= MIN_MESH_COVERAGE * usable.shape[0] * widths
 
 
 def require_usable_mesh(mask, box_size, *, hint=''):
@@ -316,5 +316,4 @@ def skewed_meshes(data, excluded, box_size, *, threshold=5.0,
     bad = np.zeros(skew.size, bool)
     bad[worst[:allowed]] = True
     bad = bad.reshape(skew.shape)
-    rejected = np.repeat(np.repeat(bad, height, axis=0), width, axis=1)
-    return rejected[:data.shape[0], :data.shape[1]], int(bad.sum())
+    return expand(bad, (height, width), data.shape), int(bad.sum())

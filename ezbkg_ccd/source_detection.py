@@ -41,7 +41,7 @@ from scipy import ndimage
 
 from ezbkg_ccd import _engine
 from ezbkg_ccd._moved import caller_stacklevel
-from ezbkg_ccd.meshes import tiles
+from ezbkg_ccd.meshes import expand, tiles
 
 __all__ = ['MAX_MASKED', 'AutoMaskReport', 'detect_sources',
            'mistaken_fraction']
@@ -315,8 +315,7 @@ def _owned_wings(residual, masked, grown, large, reach, *, rms, threshold,
                        & slowing), axis=1)
         accepted[0] = False
         wings |= inside & accepted[owner, ring] & (smooth > 0)
-    wings = np.repeat(np.repeat(wings, COARSE, axis=0), COARSE, axis=1)
-    return wings[:residual.shape[0], :residual.shape[1]] & ~masked
+    return expand(wings, (COARSE, COARSE), residual.shape) & ~masked
 
 
 def _source_mask(data, invalid, model, *, threshold, min_area, dilate,

@@ -19,7 +19,7 @@ from ezbkg_ccd._sep.binding import (
     spline_second_derivatives,
 )
 from ezbkg_ccd._sep.strips import global_levels, mesh_usable
-from ezbkg_ccd.meshes import MIN_MESH_COVERAGE, grid_shape, tiles
+from ezbkg_ccd.meshes import MIN_MESH_COVERAGE, expand, grid_shape, tiles
 from ezbkg_ccd.smoothing import smooth_grid
 
 __all__ = ['smooth_maps']
@@ -62,9 +62,7 @@ class _Meshes:
 
     def spread(self, grid):
         """Each mesh's value on its pixels."""
-        full = np.repeat(np.repeat(grid.astype(np.float32), self.box[0],
-                                   axis=0), self.box[1], axis=1)
-        return full[:self.shape[0], :self.shape[1]]
+        return expand(grid.astype(np.float32), self.box, self.shape)
 
 
 def _clipped_levels(residual, usable, meshes, sigma):
