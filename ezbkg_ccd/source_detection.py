@@ -194,20 +194,52 @@ def _growth(radius, scale, *, threshold, wing_level, dilate, max_growth):
     return np.maximum(growth, dilate)
 
 
-def _nearest(segmentation):
+def _nearest(segmentation, reach=None):
     """
     The label of the nearest footprint of every pixel, and the distance
     to it: the larger of the chessboard distance and the taxicab distance
     over sqrt(2), exact along rows, columns and diagonals and within 8 %
     of the Euclidean distance elsewhere, at a fifth of its cost.
+
+    With a ``reach``, the result is exact wherever the distance is at
+    most ``reach``: the frame is done in strips of `_ROWS` rows that
+    overlap by what that needs, which keeps the temporaries small;
+    farther pixels may get a larger distance (infinite, label 0, where
+    no footprint is near their strip).
     """
+    if reach is None:
+        return _nearest_within(segmentation)
+    halo = int(np.ceil(np.sqrt(2) * reach)) + 1  # the taxicab's reach
+    nearest = np.zeros_like(segmentation)
+    distance = np.full(segmentation.shape, np.inf, np.float32)
+    for start in range(0, len(segmentation), _ROWS):
+        low = max(start - halo, 0)
+        stop = min(start + _ROWS, len(segmentation))
+        high = min(stop + halo, len(segmentation))
+        if not segmentation[low:high].any():
+            continue
+        labels, distances = _nearest_within(segmentation[low:high])
+        nearest[start:stop] = labels[start - low:stop - low]
+        distance[start:stop] = distances[start - low:stop - low]
+    return nearest, distance
+
+
+def _nearest_within(segmentation):
+    """`_nearest` of a frame (or strip) with footprints, in one piece."""
     background = segmentation == 0
-    chessboard, indices = ndimage.distance_transform_cdt(
+    distance, indices = ndimage.distance_transform_cdt(
         background, metric='chessboard', return_indices=True)
+    nearest = segmentation[indices[0], indices[1]]
+    del indices
+    distance = distance.astype(np.float32)
     taxicab = ndimage.distance_transform_cdt(background, metric='taxicab')
-    distance = np.maximum(chessboard.astype(np.float32),
-                          taxicab.astype(np.float32) / np.float32(np.sqrt(2)))
-    return segmentation[indices[0], indices[1]], distance
+    np.maximum(distance, np.multiply(taxicab, np.float32(np.sqrt(0.5)),
+                                     dtype=np.float32), out=distance)
+    return nearest, distance
+
+
+#: Rows of the strips of `_nearest`.
+_ROWS = 512
 
 
 def _grow(segmentation, objects, growth, nearest, distances, extended):
@@ -219,7 +251,7 @@ def _grow(segmentation, objects, growth, nearest, distances, extended):
     `LOCAL_GROWTH` pixels is grown on its own as well, so that the small
     stars around a galaxy do not stop its growth.
     """
-    grown = distances <= np.r_[0.0, growth][nearest]
+    grown = distances <= np.r_[0.0, growth].astype(np.float32)[nearest]
     height, width = segmentation.shape
     for index in np.flatnonzero(extended & (growth > LOCAL_GROWTH)):
         source, reach = objects[index], growth[index]
@@ -336,8 +368,8 @@ def _source_mask(data, invalid, model, *, threshold, min_area, dilate,
                      wing_level=wing_level, dilate=dilate,
                      max_growth=max_growth)
     limit = MAX_MASKED * data.size
-    nearest, distances = _nearest(segmentation)
     large = objects['npix'] >= max(smooth_scale, LARGE) ** 2
+    nearest, distances = _nearest(segmentation, reach=growth.max())
     source_mask = _grow(segmentation, objects, growth, nearest, distances,
                         large)
     while (np.count_nonzero(source_mask | invalid) > limit
@@ -345,9 +377,10 @@ def _source_mask(data, invalid, model, *, threshold, min_area, dilate,
         growth = growth / 2  # a crowded field: keep meshes usable
         source_mask = _grow(segmentation, objects, growth, nearest,
                             distances, large)
+    del segmentation, distances  # what is left is at most 2x the frame
     if smooth_scale:
-        wings = _owned_wings(residual, source_mask | invalid,
-                             np.where(source_mask, nearest, 0), large,
+        np.multiply(nearest, source_mask, out=nearest)  # grown footprints
+        wings = _owned_wings(residual, source_mask | invalid, nearest, large,
                              np.maximum(WING_DEPTH * scale,
                                         (max_growth - 1) * radius),
                              rms=model.global_rms,
@@ -432,7 +465,9 @@ def detect_sources(frame, settings, *, threshold, min_area, dilate,
         fraction = mistaken_fraction(data, invalid, source_mask, plain, new,
                                      settings.box_size)
         if fraction <= least:
-            best, kept, least, kept_model = source_mask, round_, fraction, new
+            best, kept, least, kept_raw = source_mask, round_, fraction, new.raw
+        else:
+            kept_raw = None  # an older round is kept: free its maps
         mistaken = mistaken + 1 if fraction > MISTAKEN_FRACTION else 0
         if mistaken == RUNAWAY_ROUNDS:
             stop = 'diverging'
@@ -460,4 +495,4 @@ def detect_sources(frame, settings, *, threshold, min_area, dilate,
         return None, AutoMaskReport(round_, 0, 0.0, 'fallback'), None
     return best, AutoMaskReport(round_, kept,
                                 np.count_nonzero(best) / best.size,
-                                stop), kept_model.raw
+                                stop), kept_raw

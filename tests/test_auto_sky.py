@@ -425,3 +425,22 @@ def test_fits_round_trip_of_a_smooth_map(tmp_path):
     bkg.write(tmp_path / 'smooth.fits')
     with fits.open(tmp_path / 'smooth.fits') as hdus:
         np.testing.assert_array_equal(hdus['BKG'].data, bkg.data)
+
+
+def test_nearest_in_strips_is_exact_within_reach():
+    """The strip-wise nearest footprint (bounded memory) equals the
+    whole-frame one wherever it is within the reach."""
+    from ezbkg_ccd.source_detection import _nearest
+
+    rng = np.random.default_rng(0)
+    segmentation = np.zeros((1500, 300), np.int32)
+    for label in range(1, 200):
+        y, x = rng.integers(0, 1490), rng.integers(0, 290)
+        segmentation[y:y + rng.integers(1, 9), x:x + rng.integers(1, 9)] = label
+    labels, distances = _nearest(segmentation)
+    for reach in (2.5, 40.0):
+        strip_labels, strip_distances = _nearest(segmentation, reach=reach)
+        close = distances <= reach
+        np.testing.assert_array_equal(strip_labels[close], labels[close])
+        np.testing.assert_array_equal(strip_distances[close], distances[close])
+        assert (strip_distances[~close] > reach).all()
