@@ -373,24 +373,26 @@ def auto_source_mask(frame, options, detection):
         box_size=options.get('box_size', _DEFAULTS['box_size']),
         filter_size=options.get('filter_size', _DEFAULTS['filter_size']),
         filter_threshold=0.0)
-    settings = dataclasses.replace(settings, options=types.MappingProxyType(
-        smooth_options('sep', frame.work.shape, settings.box_size)))
+    settings = smoothed(settings, frame.work.shape)
     source_mask, report, estimate = detect_sources(frame, settings,
                                                    **detection)
     return (source_mask, report,
             None if estimate is None else (settings, estimate))
 
 
-def smooth_options(method, shape, box_size):
+def smoothed(settings, shape):
     """
-    The estimator options that make ``method``'s map of an image of
-    ``shape`` the smooth fit: ``interpolation='smooth'`` for ``'sep'``
-    where SEP's C library is bound and the mesh grid has at least
-    `SMOOTH_MIN_MESHES` meshes a side (on fewer, the fit has too little
-    to choose its smoothing from, and SExtractor's median filter rejects
-    a source covering a few meshes better); none otherwise.
+    ``settings`` (`~ezbkg_ccd._validation.Settings`) whose map of an
+    image of ``shape`` is the smooth fit: with ``interpolation='smooth'``
+    for the ``'sep'`` method where SEP's C library is bound and the mesh
+    grid has at least `SMOOTH_MIN_MESHES` meshes a side (on fewer, the
+    fit has too little to choose its smoothing from, and SExtractor's
+    median filter rejects a source covering a few meshes better);
+    ``settings`` unchanged otherwise.
     """
-    if (method != 'sep' or not strips.usable()
-            or min(grid_shape(shape, box_size)) < SMOOTH_MIN_MESHES):
-        return {}
-    return {'interpolation': 'smooth'}
+    if (settings.method != 'sep' or not strips.usable()
+            or min(grid_shape(shape, settings.box_size)) < SMOOTH_MIN_MESHES):
+        return settings
+    options = types.MappingProxyType({**settings.options,
+                                      'interpolation': 'smooth'})
+    return dataclasses.replace(settings, options=options)

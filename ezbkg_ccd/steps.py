@@ -3,9 +3,7 @@
 The ccdproc-style reduction steps: estimate and subtract the background.
 """
 
-import dataclasses
 import os
-import types
 
 import astropy.units as u
 import numpy as np
@@ -30,7 +28,7 @@ from ezbkg_ccd.masks import (
     check_source_mask_options,
     invalid_pixels,
     prepare_frame,
-    smooth_options,
+    smoothed,
 )
 from ezbkg_ccd.provenance import (
     KEYWORDS,
@@ -97,9 +95,7 @@ def _estimate(ccd, *, target=None, method='sep', box_size=64, filter_size=3,
         source_kind = 'auto'
         if source_mask is not None and not {'interpolation', 'edge'} & set(
                 options):
-            settings = dataclasses.replace(settings, options=types.MappingProxyType(
-                {**options, **smooth_options(method, ccd.shape,
-                                             settings.box_size)}))
+            settings = smoothed(settings, ccd.shape)
         if last is not None and last[0] == settings:
             raw = last[1]  # the loop's last estimate is this one
     elif source_mask_options:
@@ -153,7 +149,8 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
         smooth fit of the mesh grid (``interpolation='smooth'``, unless
         ``interpolation`` or ``edge`` is given). It costs 0.15-0.8 s per
         megapixel on one core (see :doc:`/performance`); how it ended
-        is recorded as ``BKGAITER``, ``BKGAFRAC`` and ``BKGASTOP``.
+        is recorded as ``BKGAITER``, ``BKGAKEPT``, ``BKGAFRAC`` and
+        ``BKGASTOP``.
     source_mask_options : dict, optional
         Settings of `~ezbkg_ccd.make_source_mask` for ``'auto'``
         (threshold, min_area, dilate, wing_level, ...), recorded as

@@ -3,12 +3,17 @@
 SEP's mesh statistics with a noise-aware smooth fit in place of its
 median filter (``interpolation='smooth'`` of the ``sep`` estimator).
 
-SEP computes each mesh's clipped mode and sigma (no median filter); the
-grids are fitted by `ezbkg_ccd.smoothing.smooth_grid`, each mesh
-weighted by its usable fraction (meshes under half usable, which SEP
-fills from neighbours, get weight 0 and are filled by the fit); SEP's
-own bicubic interpolation then takes the fitted grids to full
-resolution, so the map differs from SExtractor's by the fit only.
+1. SEP computes each mesh's clipped mode and sigma (no median filter);
+   the grid is fitted by `ezbkg_ccd.smoothing.smooth_grid`, each mesh
+   weighted by its usable pixels over a full mesh's (meshes under half
+   usable, which SEP fills from neighbours, get weight 0 and are filled
+   by the fit).
+2. Twice, the mesh statistics are measured again on the data minus the
+   fit (clipped means and spreads, meshes down to `MIN_REFINE_COVERAGE`
+   usable) and added to the fit, which is fitted again: on a flattened
+   sky they are unbiased even where it is steep or curved.
+3. SEP's own bicubic interpolation takes the fitted grids to full
+   resolution.
 """
 
 import numpy as np
