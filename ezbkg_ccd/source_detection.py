@@ -404,9 +404,10 @@ def mistaken_fraction(data, invalid, source_mask, plain, masked, box_size):
     """
     The fraction of the meshes with data where the mask took sky for
     sources: the ``masked`` map (a `_Model`) departs from the ``plain``
-    (unmasked) one, and the sky pixels left unmasked depart from the ``masked`` map
-    the same way, each by more than `MISTAKEN_LEVEL` times the global
-    RMS: the sky agrees with the plain map, not with the masked one.
+    (unmasked) one, and the sky pixels left unmasked depart from the
+    ``masked`` map the same way, each by more than `MISTAKEN_LEVEL` times
+    the global RMS: the sky agrees with the plain map, not with the
+    masked one.
 
     The maps are compared at the meshes' centres, the sky pixels by the
     median of every other row and column of each mesh.
@@ -422,9 +423,8 @@ def mistaken_fraction(data, invalid, source_mask, plain, masked, box_size):
     change = plain[centres] - masked.back[centres]
     with np.errstate(invalid='ignore'):  # meshes without sky pixels
         mistaken = (np.abs(change) > level) & (sky * np.sign(change) > level)
-    valid = np.add.reduceat(np.add.reduceat(~invalid, starts[0], axis=0),
-                            starts[1], axis=1)
-    return np.count_nonzero(mistaken) / max(np.count_nonzero(valid), 1)
+    with_data = tiles(~invalid, box_size).any(axis=(2, 3))
+    return np.count_nonzero(mistaken) / max(np.count_nonzero(with_data), 1)
 
 
 def detect_sources(frame, settings, *, threshold, min_area, dilate,
