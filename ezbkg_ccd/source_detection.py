@@ -443,13 +443,24 @@ def detect_sources(frame, settings, *, threshold, min_area, dilate,
     estimate : `~ezbkg_ccd.registry.BackgroundEstimate` or None
         The estimator's result with ``settings`` and ``source_mask``.
     """
-    data, invalid = frame.work, frame.invalid
-    sep.set_extract_pixstack(max(300_000, data.size))
+    limits = sep.get_extract_pixstack(), sep.get_sub_object_limit()
+    sep.set_extract_pixstack(max(300_000, frame.work.size))
     sep.set_sub_object_limit(4096)
-    detection = {'threshold': threshold, 'min_area': min_area,
-                 'dilate': dilate, 'wing_level': wing_level,
-                 'max_growth': max_growth, 'smooth_scale': smooth_scale,
-                 'smooth_threshold': smooth_threshold}
+    try:
+        return _detect_sources(frame, settings, threshold=threshold,
+                               min_area=min_area, dilate=dilate,
+                               wing_level=wing_level, max_growth=max_growth,
+                               smooth_scale=smooth_scale,
+                               smooth_threshold=smooth_threshold,
+                               max_iters=max_iters, tolerance=tolerance)
+    finally:  # SEP's limits are global: leave them as they were
+        sep.set_extract_pixstack(limits[0])
+        sep.set_sub_object_limit(limits[1])
+
+
+def _detect_sources(frame, settings, *, max_iters, tolerance, **detection):
+    """`detect_sources` within SEP's raised limits."""
+    data, invalid = frame.work, frame.invalid
     model = _Model.of(frame, settings)
     plain = model.back
     best, kept, stop = None, 0, 'max_iters'

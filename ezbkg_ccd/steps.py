@@ -89,8 +89,10 @@ def _estimate(ccd, *, target=None, method='sep', box_size=64, filter_size=3,
             msg = ("source_mask must be a boolean array, 'auto' or None, got "
                    f'{source_mask!r}')
             raise ValueError(msg)
+        meshes = tuple(min(box, size) for box, size in  # for 'constant' too
+                       zip(settings.box_size, ccd.shape, strict=True))
         source_mask, report, last = auto_source_mask(
-            frame, {'box_size': box_size, 'filter_size': filter_size,
+            frame, {'box_size': meshes, 'filter_size': filter_size,
                     **(source_mask_options or {})}, detection)
         source_kind = 'auto'
         if source_mask is not None and not {'interpolation', 'edge'} & set(

@@ -444,3 +444,21 @@ def test_nearest_in_strips_is_exact_within_reach():
         np.testing.assert_array_equal(strip_labels[close], labels[close])
         np.testing.assert_array_equal(strip_distances[close], distances[close])
         assert (strip_distances[~close] > reach).all()
+
+
+def test_constant_method_on_a_small_frame():
+    """``method='constant'`` takes no mesh: its automatic mask works on a
+    frame smaller than the default box (it advised 'constant' before)."""
+    data = np.random.default_rng(0).normal(100, 5, (40, 40))
+    data[18:22, 18:22] += 300.0
+    bkg = estimate_background(data, method='constant', source_mask='auto')
+    assert bkg.source_mask[18:22, 18:22].all()
+    assert bkg.global_back == pytest.approx(100, abs=0.5)
+
+
+def test_sep_limits_restored():
+    """SEP's global extraction limits are left as they were."""
+    before = sep.get_extract_pixstack(), sep.get_sub_object_limit()
+    estimate_background(make_scene('flat', shape=(256, 256), seed=2)[0],
+                        box_size=32, source_mask='auto')
+    assert (sep.get_extract_pixstack(), sep.get_sub_object_limit()) == before
