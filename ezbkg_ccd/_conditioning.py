@@ -253,6 +253,52 @@ class Conditioning:
     exponent: int = 0
 
 
+def lazy_refusal(bounds, sample, dtype, *, markers=False):
+    """
+    Why a frame cannot be estimated without `condition`'s rescaling (as
+    a frame processed chunk by chunk must be), or `None`.
+
+    Parameters
+    ----------
+    bounds : (float, float)
+        The least and greatest finite value, SEP's markers of missing data
+        left out (``(inf, -inf)`` without any).
+    sample : `~numpy.ndarray`
+        A sample of those values.
+    dtype : `~numpy.dtype`
+        The working dtype (`work_dtype`).
+    markers : bool, optional
+        Whether the frame has pixels at or below -1e30.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd._conditioning import lazy_refusal
+    >>> sample = np.random.default_rng(0).normal(100, 5, 1000)
+    >>> print(lazy_refusal((80.0, 120.0), sample, np.dtype('f4')))
+    None
+    >>> lazy_refusal((80.0, 1e35), sample, np.dtype('f4'))
+    'its values reach 1e+35, beyond what SEP handles in float32'
+    """
+    if not _within_range(bounds):
+        largest = max(abs(value) for value in bounds)
+        return f'its values reach {largest:.3g}, beyond what SEP handles in float32'
+    if dtype == np.float64 and float32_offset(sample,
+                                              np.zeros(sample.shape, bool)):
+        return ('its level is over 1e4 times its noise, which float32 '
+                'would quantize')
+    if markers and _typical(sample, np.ones(sample.shape, bool)) > \
+            _MARKER_FRAME_LIMIT:
+        return 'its values are so large that -1e30 may be data'
+    return None
+
+
+def sentinel_limit(dtype):
+    """The value at or below which a pixel of ``dtype`` (float32 or
+    float64) is SEP's marker of missing data."""
+    return _SENTINEL_LIMITS[np.dtype(dtype)]
+
+
 def condition(work, invalid):
     """
     What SEP cannot take in ``work``, beyond the ``invalid`` pixels, and

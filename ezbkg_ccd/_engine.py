@@ -131,6 +131,32 @@ def estimate(frame, settings, *, source_mask=None, source_kind='user',
         raw, rejected = estimate_raw(frame, settings,
                                      excluded_pixels(frame, source_mask))
     result = restore(raw, frame.conditioning)
+    header = provenance(
+        frame, settings, result,
+        invalid_count=int(np.count_nonzero(frame.invalid)),
+        source_count=(None if source_mask is None
+                      else int(np.count_nonzero(source_mask))),
+        rejected=rejected, source_kind=source_kind,
+        source_mask_options=source_mask_options, auto_report=auto_report)
+    background = Background(result.background, result.rms, header,
+                            source_mask=source_mask,
+                            invalid_mask=frame.invalid,
+                            shape=frame.work.shape,
+                            subtract_from=result.subtract_from)
+    return background, raw
+
+
+def provenance(frame, settings, result, *, invalid_count, source_count=None,
+               rejected=None, source_kind='user', source_mask_options=None,
+               auto_report=None):
+    """
+    The provenance header of an estimate of ``frame`` with ``settings``.
+
+    ``result`` gives the global values, ``is_2d`` and
+    ``samples_per_estimate``; ``invalid_count`` and ``source_count`` the
+    number of invalid and source-masked pixels (`None`: no source mask);
+    the rest is as for `estimate`.
+    """
     header = provenance_header({
         'BKGTYPE': settings.method.upper(), 'BKGIS2D': result.is_2d,
         'BKGBOX': settings.box_size[0], 'BKGBOXX': settings.box_size[1],
@@ -140,11 +166,10 @@ def estimate(frame, settings, *, source_mask=None, source_kind='user',
         'BKGSIG': result.global_rms,
         'BKGNPIX': result.samples_per_estimate,
         'BKGINVM': '+'.join(frame.invalid_sources) or 'none',
-        'BKGNINV': int(np.count_nonzero(frame.invalid)),
+        'BKGNINV': invalid_count,
         **({} if frame.rule is None else rule_cards(frame.rule)),
-        'BKGSRCM': 'none' if source_mask is None else source_kind,
-        'BKGNSRC': (0 if source_mask is None
-                    else int(np.count_nonzero(source_mask))),
+        'BKGSRCM': 'none' if source_count is None else source_kind,
+        'BKGNSRC': source_count or 0,
         'BKGREJT': settings.reject_skewed, 'BKGNREJ': rejected,
         'BKGOPTS': options_text(settings.options),
         'BKGSMOPT': (options_text(source_mask_options or {})
@@ -153,9 +178,4 @@ def estimate(frame, settings, *, source_mask=None, source_kind='user',
         'TGTPATH': (None if frame.target is None
                     else path_to_header(frame.target))})
     header['BUNIT'] = frame.unit.to_string()
-    background = Background(result.background, result.rms, header,
-                            source_mask=source_mask,
-                            invalid_mask=frame.invalid,
-                            shape=frame.work.shape,
-                            subtract_from=result.subtract_from)
-    return background, raw
+    return header

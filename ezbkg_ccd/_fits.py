@@ -12,6 +12,7 @@ import socket
 import warnings
 from pathlib import Path
 
+import numpy as np
 from astropy.io import fits
 
 __all__ = []
@@ -228,3 +229,101 @@ def atomic_write(hdulist, path, *, overwrite=False):
     atomic_save(path, lambda temporary: hdulist.writeto(
         temporary, overwrite=True, output_verify='exception'),
         overwrite=overwrite)
+
+
+#: FITS files are made of blocks of this many bytes.
+_BLOCK = 2880
+
+
+class FileRegion:
+    """
+    The data of one image HDU in a FITS file being written, as a target
+    of `dask.array.store`: each block of rows is written at its place
+    with `os.pwrite` (in any order, from any thread or process that sees
+    the file), converted to the stored dtype. It holds a path and offsets
+    only, so Dask can send it to other processes.
+    """
+
+    def __init__(self, path, offset, shape, dtype):
+        self.path, self.offset = str(path), offset
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+    def __setitem__(self, key, value):
+        rows, columns = key
+        first, stop, _ = rows.indices(self.shape[0])
+        if columns.indices(self.shape[1]) != (0, self.shape[1], 1):
+            msg = 'blocks must hold whole rows'
+            raise ValueError(msg)
+        block = memoryview(np.ascontiguousarray(value, dtype=self.dtype)
+                           ).cast('B')
+        position = self.offset + first * self.shape[1] * self.dtype.itemsize
+        descriptor = os.open(self.path, os.O_WRONLY)
+        try:
+            while block:  # pwrite may write less than asked
+                written = os.pwrite(descriptor, block, position)
+                block, position = block[written:], position + written
+        finally:
+            os.close(descriptor)
+
+
+def _stored(hdu, shape):
+    """The header of image HDU ``hdu`` (made with stand-in data of the
+    right dtype) for data of ``shape``, as bytes."""
+    header = hdu.header.copy()
+    header['NAXIS1'], header['NAXIS2'] = shape[1], shape[0]
+    return header.tostring().encode('ascii')
+
+
+def write_streamed(path, hdus, *, overwrite=False, store=None):
+    """
+    Write image HDUs whose data are larger than memory to ``path``,
+    atomically (`atomic_save`), block by block.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+    hdus : list of (HDU, array)
+        Each image HDU (primary first) made with stand-in data of the
+        dtype to store (its header is kept, its size set to the array's),
+        and its 2-D data: a Dask array, written chunk by chunk in place,
+        or `None` for an HDU written as it is (after the others).
+    overwrite : bool, optional
+        Replace an existing file.
+    store : callable, optional
+        ``store(sources, targets)`` writes the Dask arrays into the
+        `FileRegion` targets (default `dask.array.store`, without a lock).
+    """
+    def save(temporary):
+        placed, position, streamed, later = [], 0, [], []
+        for hdu, data in hdus:
+            if data is None:
+                later.append(hdu)
+                continue
+            header = _stored(hdu, data.shape)
+            start = position + len(header)
+            size = int(np.prod(data.shape)) * hdu.data.dtype.itemsize
+            placed.append((position, header))
+            streamed.append((data, FileRegion(
+                temporary, start, data.shape,
+                hdu.data.dtype.newbyteorder('>'))))  # FITS is big-endian
+            position = start + -(-size // _BLOCK) * _BLOCK
+        with open(temporary, 'wb') as file:
+            file.truncate(position)  # the data's zero padding included
+            for offset, header in placed:
+                file.seek(offset)
+                file.write(header)
+        if streamed:
+            import dask.array
+
+            sources, targets = zip(*streamed, strict=True)
+            sources = [dask.array.asarray(source) for source in sources]
+            if store is None:
+                dask.array.store(sources, list(targets), lock=False)
+            else:
+                store(sources, list(targets))
+        if later:
+            with fits.open(temporary, mode='append') as hdulist:
+                for hdu in later:
+                    hdulist.append(hdu)
+
+    atomic_save(path, save, overwrite=overwrite)

@@ -13,6 +13,7 @@ file.
 
 import astropy.units as u
 import numpy as np
+from astropy.io import fits
 from astropy.nddata import (
     CCDData,
     InverseVariance,
@@ -201,12 +202,153 @@ def hdulist_ccddata(hdulist, *, hdu=None, unit=None, path='the HDU list'):
         raise
     item = hdulist[index]
     data, header = _physical(_native(item.data), item.header.copy())
-    if hdu is None and index > 0:
-        header.extend(hdulist[0].header, unique=True)
     extver = item.header.get('EXTVER', 1) if index else 1
     mask, uncertainty = _companions(hdulist, extver, data.shape, path)
-    header = writable_header(without_unsafe_distortion(header, source=source),
-                             source=source)
-    header, wcs = _generate_wcs_and_update_header(header)
+    header, wcs = _image_meta(hdulist, index, hdu, header, source)
     return CCDData(data, unit=_unit(header, unit, path), meta=header,
                    mask=mask, uncertainty=uncertainty, wcs=wcs, copy=False)
+
+
+def _image_meta(hdulist, index, hdu, header, source):
+    """The header and WCS of image HDU ``index`` (its ``header`` as
+    read): completed by the primary header's cards when ``hdu`` was not
+    chosen, made writable and readable by ``astropy.wcs``."""
+    if hdu is None and index > 0:
+        header.extend(hdulist[0].header, unique=True)
+    header = writable_header(without_unsafe_distortion(header, source=source),
+                             source=source)
+    return _generate_wcs_and_update_header(header)
+
+
+#: The stored dtype of each FITS ``BITPIX``.
+_STORED = {8: 'u1', 16: '>i2', 32: '>i4', 64: '>i8', -32: '>f4', -64: '>f8'}
+
+
+class FileRows:
+    """
+    The rows of an uncompressed FITS image, read from the file on demand
+    in their physical values, for `dask.array.from_array`: it holds a
+    path and offsets only, so Dask can send it to other processes.
+
+    Integers scaled by ``BSCALE``/``BZERO`` become floats (float32 for 8
+    and 16 bits, float64 otherwise, as astropy reads them), unsigned
+    integers stored with an offset ``BZERO`` become unsigned, and the
+    ``BLANK`` value of integers becomes NaN.
+    """
+
+    ndim = 2
+
+    def __init__(self, path, offset, header):
+        self.path, self.offset = str(path), offset
+        self.shape = (header['NAXIS2'], header['NAXIS1'])
+        bitpix = header['BITPIX']
+        self.stored = np.dtype(_STORED[bitpix])
+        self.bscale = header.get('BSCALE', 1)
+        self.bzero = header.get('BZERO', 0)
+        self.blank = header.get('BLANK') if bitpix > 0 else None
+        bits = 8 * self.stored.itemsize
+        self.unsigned = (bitpix > 8 and self.bscale == 1
+                         and self.bzero == 2 ** (bits - 1))
+        if self.unsigned:
+            self.dtype = np.dtype(f'u{self.stored.itemsize}')
+        elif bitpix > 0 and ((self.bscale, self.bzero) != (1, 0)
+                             or self.blank is not None):
+            self.dtype = np.dtype(np.float32 if bits <= 16 else np.float64)
+        else:
+            self.dtype = self.stored.newbyteorder('=')
+
+    def __getitem__(self, key):
+        rows, columns = key
+        first, stop, step = rows.indices(self.shape[0])
+        stored = np.fromfile(self.path, dtype=self.stored,
+                             count=max(stop - first, 0) * self.shape[1],
+                             offset=self.offset + first * self.shape[1]
+                             * self.stored.itemsize)
+        if stored.size != max(stop - first, 0) * self.shape[1]:
+            msg = f'{self.path!r} is truncated: its image ends early'
+            raise OSError(msg)
+        stored = stored.reshape(-1, self.shape[1])[::step, columns]
+        if self.unsigned:
+            return (stored.astype(self.stored.newbyteorder('='))
+                    .view(self.dtype) ^ self.dtype.type(self.bzero))
+        values = stored.astype(self.dtype)
+        if self.dtype.kind == 'f' and self.stored.kind in 'iu':
+            values *= self.dtype.type(self.bscale)
+            values += self.dtype.type(self.bzero)
+            if self.blank is not None:
+                values[stored == self.blank] = np.nan
+        return values
+
+
+def lazy_ccddata(path, *, hdu=None, unit=None, rows=None):
+    """
+    A `~astropy.nddata.CCDData` of the image of a FITS file whose data,
+    ``MASK`` and ``UNCERT`` are Dask arrays read from the file on demand
+    (see `FileRows`).
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+    hdu, unit
+        As for `read_ccddata`.
+    rows : int, optional
+        Rows per chunk (by default about 64 MiB of data per chunk).
+
+    Raises
+    ------
+    ValueError
+        As `read_ccddata`, and if the image is tile-compressed or the
+        file gzipped (neither can be read in part).
+    """
+    from ezbkg_ccd._dask import chunk_rows, dask_array, with_mask
+
+    array = dask_array()
+    source = repr(str(path))
+    with open_fits(path) as hdulist:
+        index = image_index(hdulist, hdu, path)
+        item = hdulist[index]
+        info = hdulist.fileinfo(index)
+        if isinstance(item, fits.CompImageHDU) or info['file'].compression:
+            what = ('its image is tile-compressed' if isinstance(
+                item, fits.CompImageHDU) else 'it is gzip-compressed')
+            msg = (f'{source} cannot be read in chunks: {what}; uncompress '
+                   'it (funpack, gunzip) or read it into memory')
+            raise ValueError(msg)
+        if item.header.get('NAXIS') != 2:
+            msg = (f'{source} HDU {index} must be 2-D, got '
+                   f'{item.header.get("NAXIS")} dimension(s)')
+            raise ValueError(msg)
+        extver = item.header.get('EXTVER', 1) if index else 1
+        companions = {name: (hdulist.fileinfo(hdulist.index_of((name, extver)))
+                             ['datLoc'], hdulist[name, extver].header)
+                      for name in ('MASK', 'UNCERT')
+                      if (name, extver) in hdulist}
+        header = item.header.copy()
+        reader = FileRows(path, info['datLoc'], header)
+        for key in ('BSCALE', 'BZERO', 'BLANK'):
+            header.remove(key, ignore_missing=True)
+        header, wcs = _image_meta(hdulist, index, hdu, header, source)
+
+    def lazy(rows_of):
+        size = rows or chunk_rows(rows_of.shape[1], 8)
+        return array.from_array(rows_of, chunks=(size, -1), lock=False,
+                                meta=np.empty((0, 0), rows_of.dtype),
+                                name=False)
+
+    data = lazy(reader)
+    uncertainty = mask = None
+    for name, (offset, companion) in companions.items():
+        rows_of = FileRows(path, offset, companion)
+        if rows_of.shape != reader.shape:
+            msg = (f'the {name} HDU (EXTVER {extver}) of {source} has shape '
+                   f'{rows_of.shape}, but its image has shape {reader.shape}')
+            raise ValueError(msg)
+        if name == 'MASK':
+            mask = lazy(rows_of) != 0
+        else:
+            kind = _UNCERTAINTIES.get(companion.get('UTYPE'),
+                                      StdDevUncertainty)
+            uncertainty = kind(lazy(rows_of), copy=False)
+    ccd = CCDData(data, unit=_unit(header, unit, path), meta=header,
+                  uncertainty=uncertainty, wcs=wcs, copy=False)
+    return with_mask(ccd, mask)

@@ -18,6 +18,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, NDData
 
+from ezbkg_ccd._dask import is_dask, with_mask
 from ezbkg_ccd._reader import hdulist_ccddata, read_ccddata
 from ezbkg_ccd.registry import get_estimator, uses_meshes
 
@@ -55,19 +56,23 @@ def as_ccddata(ccd, *, hdu=None):
         result = hdulist_ccddata(fits.HDUList([ccd]), hdu=0,
                                  path=f'the {type(ccd).__name__}')
     elif isinstance(ccd, NDData):
-        result = CCDData(ccd.data, unit=ccd.unit or u.adu, mask=ccd.mask,
-                         uncertainty=ccd.uncertainty, meta=ccd.meta,
-                         wcs=ccd.wcs, copy=False)
+        lazy_mask = is_dask(ccd.mask)
+        result = with_mask(CCDData(
+            ccd.data, unit=ccd.unit or u.adu,
+            mask=None if lazy_mask else ccd.mask,
+            uncertainty=ccd.uncertainty, meta=ccd.meta, wcs=ccd.wcs,
+            copy=False), ccd.mask if lazy_mask else None)
     elif isinstance(ccd, u.Quantity):
         result = CCDData(ccd.value, unit=ccd.unit, copy=False)
     elif isinstance(ccd, np.ma.MaskedArray):
         result = CCDData(ccd.data, unit=u.adu,
                          mask=np.ma.getmaskarray(ccd), copy=False)
-    elif isinstance(ccd, np.ndarray):
+    elif isinstance(ccd, np.ndarray) or is_dask(ccd):
         result = CCDData(ccd, unit=u.adu, copy=False)
     else:
-        msg = ('ccd must be a CCDData, NDData, Quantity, numpy array, FITS '
-               f'image HDU, HDUList or FITS path, got {type(ccd).__name__}')
+        msg = ('ccd must be a CCDData, NDData, Quantity, numpy or Dask '
+               'array, FITS image HDU, HDUList or FITS path, got '
+               f'{type(ccd).__name__}')
         raise TypeError(msg)
     check_image(result.data, name='ccd')
     return result

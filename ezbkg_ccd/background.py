@@ -8,6 +8,7 @@ import numpy as np
 from astropy.io import fits, registry
 from astropy.nddata import CCDData, StdDevUncertainty
 
+from ezbkg_ccd._dask import is_dask
 from ezbkg_ccd.provenance import REQUIRED_KEYWORDS
 
 __all__ = ['Background']
@@ -56,6 +57,12 @@ class BackgroundWrite(registry.UnifiedReadWrite):
         self.registry.write(self._instance, *args, format=format, **kwargs)
 
 
+def _held(value):
+    """A map as a `Background` holds it: a callable or a Dask array as
+    it is, anything else as an array."""
+    return value if callable(value) or is_dask(value) else np.asanyarray(value)
+
+
 class Background:
     """
     A sky background: full-resolution map, RMS map and provenance.
@@ -70,9 +77,10 @@ class Background:
 
     Parameters
     ----------
-    data : array_like or callable
-        The background map, or a zero-argument callable computing it on
-        first access (`data_load` is `False` until then).
+    data : array_like, `dask.array.Array` or callable
+        The background map, a lazy Dask map (of a frame processed in
+        chunks), or a zero-argument callable computing it on first access
+        (`data_load` is `False` until then, and for a Dask map).
     rms : array_like or callable
         The background RMS (sky noise per pixel) map, same shape.
     header : `~astropy.io.fits.Header`
@@ -112,8 +120,7 @@ class Background:
 
     def __init__(self, data, rms, header, *, source_mask=None,
                  invalid_mask=None, shape=None, subtract_from=None):
-        self._data = data if callable(data) else np.asanyarray(data)
-        self._rms = rms if callable(rms) else np.asanyarray(rms)
+        self._data, self._rms = _held(data), _held(rms)
         if callable(data) or callable(rms):
             if shape is None:
                 msg = 'shape must be given when a map is computed lazily'
@@ -158,7 +165,11 @@ class Background:
         return np.asanyarray(self._rms()) if callable(self._rms) else None
 
     def load(self):
-        """Compute any lazily evaluated map now; return this background."""
+        """Compute any lazily evaluated map now (a Dask map into memory);
+        return this background."""
+        for name in ('_data', '_rms'):
+            if is_dask(getattr(self, name)):
+                setattr(self, name, np.asarray(getattr(self, name)))
         for name in ('data', 'rms'):
             getattr(self, name)
         return self
@@ -292,14 +303,23 @@ class Background:
         >>> ccd.unit, ccd.meta['BKGTYPE'], float(ccd.data.mean())
         (Unit("adu"), 'SEP', 2.0)
         """
-        return CCDData(np.array(self.data), unit=self.unit,
-                       uncertainty=StdDevUncertainty(np.array(self.rms)),
+        data, rms = ((array if is_dask(array) else np.array(array))
+                     for array in (self.data, self.rms))
+        return CCDData(data, unit=self.unit,
+                       uncertainty=StdDevUncertainty(rms),
                        meta=fits.Header(self.header))
 
     @property
+    def is_dask(self):
+        """Whether the maps are Dask arrays (of a frame processed in
+        chunks), computed only when used."""
+        return is_dask(self._data)
+
+    @property
     def data_load(self):
-        """Whether the background map is in memory (not still to compute)."""
-        return not callable(self._data)
+        """Whether the background map is in memory (not still to compute,
+        nor a Dask array)."""
+        return not (callable(self._data) or is_dask(self._data))
 
     def _fields(self):
         """What `repr` shows."""

@@ -77,7 +77,7 @@ def saturation_level(header):
     return None
 
 
-def _zero_is_sky(data):
+def zero_is_sky(data):
     """
     Whether exact zeros are plausible sky values: the data are
     integer-valued (counts) and their level is within `_ZERO_IS_SKY`
@@ -99,7 +99,7 @@ def _zero_areas(data, zero_area):
     """Exact zeros in connected (8-neighbour) regions of at least
     ``zero_area`` pixels, or `None` (none, or zeros are sky)."""
     zeros = data == 0
-    if not zeros.any() or _zero_is_sky(data):
+    if not zeros.any() or zero_is_sky(data):
         return None
     labels, _ = ndimage.label(zeros, structure=np.ones((3, 3)))
     large = np.bincount(labels.ravel()) >= zero_area
@@ -107,7 +107,7 @@ def _zero_areas(data, zero_area):
     return large[labels] if large.any() else None
 
 
-def _saturation(ccd, rule):
+def rule_saturation(ccd, rule):
     """The saturation level ``rule`` gives for ``ccd``, or `None`: a
     header's level applies to data in raw counts only (not after a gain
     correction)."""
@@ -135,7 +135,7 @@ def invalid_pixels(ccd, mask=None, rule=DEFAULT_RULE):
         if extra is not None:
             invalid |= extra
             sources.append(name)
-    level = _saturation(ccd, rule)
+    level = rule_saturation(ccd, rule)
     if level is not None:
         with np.errstate(invalid='ignore'):
             saturated = data >= level

@@ -8,7 +8,9 @@ A science file written by `write_with_background` is what
 HDUs, each with the provenance keywords. A standalone background file
 (`write_background`) is an empty primary HDU and the same two HDUs.
 A constant background is stored without data (its level and RMS are in
-the header) unless ``full_map=True``.
+the header) unless ``full_map=True``. A result or background held as
+Dask arrays (a frame processed in chunks) is written chunk by chunk
+(`~ezbkg_ccd._fits.write_streamed`), never whole in memory.
 
 `read_background` and `write_background` are registered with astropy's
 unified I/O as the ``fits`` format of `~ezbkg_ccd.Background`, behind
@@ -22,8 +24,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits, registry
 from astropy.io.fits.connect import is_fits
+from astropy.nddata import CCDData
 
-from ezbkg_ccd._fits import atomic_write, check_writable, open_fits
+from ezbkg_ccd._dask import is_dask
+from ezbkg_ccd._fits import atomic_write, check_writable, open_fits, write_streamed
 from ezbkg_ccd._headers import writable_header
 from ezbkg_ccd._reader import (
     AUXILIARY_HDUS,
@@ -64,6 +68,52 @@ def _is_compact(background, full_map):
     scalar = background.data.dtype.type
     return bool(np.all(background.data == scalar(background.global_back))
                 and np.all(background.rms == scalar(background.global_rms)))
+
+
+def _stand_in(array):
+    """A 1x1 array of ``array``'s dtype: the data of an HDU whose
+    header is made here and whose data are written chunk by chunk."""
+    return np.zeros((1, 1), array.dtype)
+
+
+def _lazy_background_hdus(background):
+    """The ``BKG`` and ``BKGRMS`` HDUs of a background of Dask maps,
+    with the maps (see `~ezbkg_ccd._fits.write_streamed`)."""
+    return [(fits.ImageHDU(_stand_in(array), header=fits.Header(
+        background.header), name=name), array)
+        for name, array in zip(BACKGROUND_HDUS, (background.data,
+                                                 background.rms),
+                               strict=True)]
+
+
+def _lazy_write(ccd, background, path, *, overwrite, compress):
+    """`write_with_background` (``ccd`` `None`: `write_background`) of
+    Dask arrays, chunk by chunk."""
+    if compress:
+        msg = ('compress=True is not available for a frame written in '
+               'chunks (tile compression needs it whole)')
+        raise ValueError(msg)
+    check_writable(path, overwrite=overwrite)
+    hdus = [(fits.PrimaryHDU(), None)]
+    if ccd is not None:
+        uncertainty = ccd.uncertainty
+        stand_in = CCDData(
+            _stand_in(ccd.data), unit=ccd.unit, meta=ccd.meta, wcs=ccd.wcs,
+            mask=None if ccd.mask is None else _stand_in(ccd.mask),
+            uncertainty=None if uncertainty is None else type(uncertainty)(
+                _stand_in(uncertainty.array), unit=uncertainty.unit))
+        primary, *extensions = ccd_hdus(stand_in, hdu_mask='MASK',
+                                        hdu_uncertainty='UNCERT')
+        primary = fits.PrimaryHDU(primary.data, header=writable_header(
+            primary.header, source=f'the image written to {str(path)!r}'))
+        arrays = {'MASK': None if ccd.mask is None
+                  else ccd.mask.astype(np.uint8),
+                  'UNCERT': None if uncertainty is None else uncertainty.array}
+        hdus = [(primary, ccd.data),
+                *((hdu, arrays[hdu.name]) for hdu in extensions)]
+    hdus += [*_lazy_background_hdus(background),
+             *((hdu, None) for hdu in _foreign_hdus(path))]
+    write_streamed(path, hdus, overwrite=overwrite)
 
 
 def background_hdus(background, *, compress=False, full_map=False):
@@ -113,7 +163,9 @@ def write_with_background(ccd, background, path, *, overwrite=False,
     ----------
     ccd : `~astropy.nddata.CCDData` or array_like
         The image (usually background-subtracted), written as
-        `~astropy.nddata.CCDData.write` does (``MASK``, ``UNCERT``).
+        `~astropy.nddata.CCDData.write` does (``MASK``, ``UNCERT``); Dask
+        arrays (of a frame processed in chunks) are written chunk by
+        chunk, never whole in memory.
     background : `~ezbkg_ccd.Background`
         Written as the ``BKG`` and ``BKGRMS`` HDUs.
     path : str or `~pathlib.Path`
@@ -150,6 +202,10 @@ def write_with_background(ccd, background, path, *, overwrite=False,
     """
     ccd = as_ccddata(ccd)
     _check_background(background, ccd.shape)
+    if is_dask(ccd.data) or background.is_dask:
+        _lazy_write(ccd, background, path, overwrite=overwrite,
+                    compress=compress)
+        return
     write_image(ccd, path, overwrite=overwrite, compress=compress,
                 extra=background_hdus(background, compress=compress,
                                       full_map=full_map))
@@ -208,6 +264,10 @@ def write_background(background, path, *, overwrite=False,
         msg = ('path must be a file name (the file is written to a '
                f'temporary file, then renamed), got {type(path).__name__}')
         raise TypeError(msg)
+    if background.is_dask:
+        _lazy_write(None, background, path, overwrite=overwrite,
+                    compress=compress)
+        return
     hdulist = fits.HDUList([fits.PrimaryHDU(),
                             *background_hdus(background, compress=compress,
                                               full_map=full_map)])

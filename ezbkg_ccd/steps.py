@@ -12,6 +12,7 @@ from astropy.nddata import CCDData
 
 from ezbkg_ccd import _engine
 from ezbkg_ccd._conditioning import work_dtype
+from ezbkg_ccd._reader import lazy_ccddata
 from ezbkg_ccd._uncertainty import subtracted_uncertainty
 from ezbkg_ccd._validation import (
     as_ccddata,
@@ -22,6 +23,7 @@ from ezbkg_ccd._validation import (
     recorded_rule,
 )
 from ezbkg_ccd.background import Background
+from ezbkg_ccd.lazy import is_lazy, lazy_estimate, lazy_result, lazy_subtract
 from ezbkg_ccd.masks import (
     SOURCE_MASK_OPTIONS,
     auto_source_mask,
@@ -52,6 +54,15 @@ def _target(ccd):
     return os.path.abspath(ccd) if isinstance(ccd, (str, os.PathLike)) else None
 
 
+def _input(ccd, hdu, chunks):
+    """``ccd`` as a `~astropy.nddata.CCDData`; a FITS path read lazily
+    (its data, ``MASK`` and ``UNCERT`` Dask arrays) when ``chunks`` is
+    given."""
+    if chunks is not None and isinstance(ccd, (str, os.PathLike)):
+        return lazy_ccddata(ccd, hdu=hdu)
+    return as_ccddata(ccd, hdu=hdu)
+
+
 def check_keywords(method, options, source_mask_options=None, *,
                    public=None, function='estimate_background'):
     """
@@ -70,17 +81,27 @@ def check_keywords(method, options, source_mask_options=None, *,
 def _estimate(ccd, *, target=None, method='sep', box_size=64, filter_size=3,
               filter_threshold=0.0, mask=None, source_mask=None,
               source_mask_options=None, reject_skewed=False,
-              saturation='header', zero_area=100, **options):
+              saturation='header', zero_area=100, chunks=None, **options):
     """
     `estimate_background` of a `~astropy.nddata.CCDData` whose keywords
     were checked (`check_keywords`), also returning the estimator's raw
-    result; ``target`` is the image's file, if any.
+    result (`None` for a frame processed lazily); ``target`` is the
+    image's file, if any.
     """
     settings = as_settings(method, shape=ccd.shape, box_size=box_size,
                            filter_size=filter_size,
                            filter_threshold=filter_threshold,
                            reject_skewed=reject_skewed, options=options)
     detection = check_source_mask_options(source_mask_options or {})
+    if is_lazy(ccd, chunks):
+        if source_mask_options:
+            msg = ("source_mask_options are only used with source_mask='auto'"
+                   ', which a frame processed in chunks cannot use')
+            raise ValueError(msg)
+        return lazy_estimate(ccd, settings, mask=mask,
+                             rule=as_rule(saturation, zero_area),
+                             source_mask=source_mask, chunks=chunks,
+                             target=target), None
     frame = prepare_frame(ccd, mask, as_rule(saturation, zero_area),
                           target=target)
     source_kind, report, raw = 'user', None, None
@@ -114,7 +135,7 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
                         filter_threshold=0.0, mask=None, source_mask=None,
                         source_mask_options=None, reject_skewed=False,
                         saturation='header', zero_area=100, hdu=None,
-                        **options):
+                        chunks=None, **options):
     """
     Estimate the sky background of an image.
 
@@ -175,13 +196,24 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
         The image HDU of a FITS path or `~astropy.io.fits.HDUList` ``ccd``
         (default: the first HDU with image data, tile-compressed ones
         included).
+    chunks : int or 'auto', optional
+        Process the frame lazily on Dask, in chunks of about this many
+        rows (whole rows of meshes; ``'auto'``: about 64 MiB each), as a
+        frame larger than memory must be: a FITS path is then read in
+        chunks, not into memory. A Dask array, or a
+        `~astropy.nddata.CCDData` holding one, is always processed so
+        (its chunks made whole rows of meshes). The maps are then Dask
+        arrays, SEP's single-call maps bit for bit; only ``method='sep'``
+        with its spline and no ``source_mask='auto'`` can be computed
+        this way (see :doc:`/scaling`).
     **options
         Further keywords for the estimator (recorded as ``BKGOPTS``).
 
     Returns
     -------
     background : `~ezbkg_ccd.Background`
-        Float32 maps (float64 for float64 input) with provenance.
+        Float32 maps (float64 for float64 input) with provenance; Dask
+        arrays for a frame processed in chunks.
 
     Raises
     ------
@@ -209,12 +241,12 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
     check_keywords(method, options, source_mask_options)
     target = _target(ccd)
     background, _ = _estimate(
-        as_ccddata(ccd, hdu=hdu), target=target, method=method,
+        _input(ccd, hdu, chunks), target=target, method=method,
         box_size=box_size, filter_size=filter_size,
         filter_threshold=filter_threshold, mask=mask,
         source_mask=source_mask, source_mask_options=source_mask_options,
         reject_skewed=reject_skewed, saturation=saturation,
-        zero_area=zero_area, **options)
+        zero_area=zero_area, chunks=chunks, **options)
     return background
 
 
@@ -254,7 +286,7 @@ PUBLIC_OPTIONS = keyword_names(estimate_background)
 
 def subtract_background(ccd, background=None, *, gain=None,
                         add_keyword=True, resubtract=False, hdu=None,
-                        **options):
+                        chunks=None, **options):
     """
     Subtract the sky background from an image.
 
@@ -281,6 +313,13 @@ def subtract_background(ccd, background=None, *, gain=None,
     hdu : int, str or (str, int), optional
         The image HDU of a FITS path or `~astropy.io.fits.HDUList` ``ccd``
         (see `estimate_background`).
+    chunks : int or 'auto', optional
+        Process the frame lazily on Dask in chunks of about this many
+        rows (see `estimate_background`); so is a Dask frame, or any
+        frame with a ``background`` whose maps are Dask arrays. The
+        result then holds Dask arrays (data, mask and uncertainty), to
+        compute or to write with `~ezbkg_ccd.write_with_background`,
+        chunk by chunk.
     **options
         Keywords of `estimate_background` (only without ``background``).
 
@@ -326,11 +365,12 @@ def subtract_background(ccd, background=None, *, gain=None,
                    public=(*PUBLIC_OPTIONS, *SUBTRACT_OPTIONS),
                    function='subtract_background')
     arguments = {'ccd': ccd, 'hdu': hdu, 'background': background,
-                 'gain': gain, 'resubtract': resubtract or None, **options}
+                 'gain': gain, 'resubtract': resubtract or None,
+                 'chunks': chunks, **options}
     log = log_entries(add_keyword, LOG_KEYWORD,
                       {k: v for k, v in arguments.items() if v is not None})
     target = _target(ccd)
-    ccd = as_ccddata(ccd, hdu=hdu)
+    ccd = _input(ccd, hdu, chunks)
     if is_subtracted(ccd.meta) and not resubtract:
         msg = ('ccd is already background-subtracted (BKGSUB = T in its '
                'header); subtracting again would remove what is left of the '
@@ -339,7 +379,8 @@ def subtract_background(ccd, background=None, *, gain=None,
         raise ValueError(msg)
     estimated = background is None
     if estimated:
-        background, _ = _estimate(ccd, target=target, **options)
+        background, _ = _estimate(ccd, target=target, chunks=chunks,
+                                  **options)
     elif not isinstance(background, Background):
         msg = ('background must be a Background, got '
                f'{type(background).__name__}')
@@ -356,14 +397,19 @@ def subtract_background(ccd, background=None, *, gain=None,
         msg = f'background is in {background.unit}, but ccd is in {ccd.unit}'
         raise u.UnitsError(msg)
     gain = as_gain(gain, ccd.unit)
-    dtype = work_dtype(ccd.data.dtype)
-    if background.data_load:
-        dtype = np.result_type(dtype, background.data.dtype)
-    residual = np.array(ccd.data, dtype=dtype, order='C')
-    background.subtract_from(residual)
-    mask = _output_mask(ccd, background, residual, estimated)
-    uncertainty = subtracted_uncertainty(ccd, residual, background, gain=gain,
-                                         private=estimated)
+    lazy = is_lazy(ccd, chunks) or background.is_dask
+    if lazy:
+        residual, mask, uncertainty = lazy_subtract(
+            ccd, background, estimated=estimated, gain=gain, chunks=chunks)
+    else:
+        dtype = work_dtype(ccd.data.dtype)
+        if background.data_load:
+            dtype = np.result_type(dtype, background.data.dtype)
+        residual = np.array(ccd.data, dtype=dtype, order='C')
+        background.subtract_from(residual)
+        mask = _output_mask(ccd, background, residual, estimated)
+        uncertainty = subtracted_uncertainty(ccd, residual, background,
+                                             gain=gain, private=estimated)
     meta = ccd.meta.copy() if ccd.meta else fits.Header()
     for key in KEYWORDS:  # this background's provenance, no stale card
         if key in background.header:
@@ -374,6 +420,9 @@ def subtract_background(ccd, background=None, *, gain=None,
     set_keyword(meta, 'BKGSUB', True, 'sky background subtracted')
     for key, value in log.items():
         set_keyword(meta, key, value, '')
+    if lazy:
+        return lazy_result(residual, mask, uncertainty, unit=ccd.unit,
+                           meta=meta, wcs=ccd.wcs)
     return CCDData(residual, unit=ccd.unit, mask=mask,
                    uncertainty=uncertainty, meta=meta, wcs=ccd.wcs,
                    copy=False)

@@ -22,7 +22,8 @@ PACKAGE = Path(ezbkg_ccd.__file__).parent
 #: The layers, lowest first (the package docstring describes them).
 LAYERS = (
     # foundations: no ezbkg-ccd imports
-    {'_conditioning', '_fits', '_headers', '_moved', '_uncertainty', '_wcs',
+    {'_conditioning', '_dask', '_fits', '_headers', '_moved', '_uncertainty',
+     '_wcs',
      '_sep', 'meshes', 'paths', 'provenance', 'registry', 'smoothing',
      'synthetic'},
     # reading FITS, SEP's C library, the result
@@ -30,9 +31,10 @@ LAYERS = (
     # the validation boundary, threaded strips
     {'_validation', '_sep.strips'},
     # the engine, estimators, FITS persistence, figures
-    {'_engine', '_sep.smooth', 'estimators', 'persistence', 'plotting'},
-    # the mask makers, file-backed backgrounds
-    {'masks', 'background_file', 'source_detection'},
+    {'_engine', '_sep.lazy', '_sep.smooth', 'estimators', 'persistence',
+     'plotting'},
+    # the mask makers, file-backed backgrounds, frames on Dask
+    {'masks', 'background_file', 'source_detection', 'lazy'},
     # the public steps
     {'steps'},
     # workflows on top of the steps

@@ -217,7 +217,8 @@ def spline_second_derivatives(nodes):
     return second
 
 
-def interpolate_rows(grids, *, rows, back, rms, bw, bh):
+def interpolate_rows(grids, *, rows, back, rms, bw, bh, first_row=0,
+                     height=None):
     """
     SEP's bicubic maps of the mesh ``grids``, written into ``back[rows]``
     and ``rms[rows]``.
@@ -228,12 +229,18 @@ def interpolate_rows(grids, *, rows, back, rms, bw, bh):
         C-contiguous float32 mesh grids and their second derivatives
         along y (`spline_second_derivatives`), as SEP keeps them.
     rows : slice
-        Rows of the maps to write.
-    back, rms : `~numpy.ndarray`
-        C-contiguous float32 or float64 maps of the full image; ``rms``
-        may be `None` (not interpolated).
+        Rows of the image to write.
+    back, rms : `~numpy.ndarray` or None
+        C-contiguous float32 or float64 maps of the image, or of a block
+        of its rows starting at ``first_row``; either may be `None` (not
+        interpolated).
     bw, bh : int
         Mesh width and height.
+    first_row : int, optional
+        The image row that ``back[0]`` holds (0, the default: the maps
+        are the whole image).
+    height : int, optional
+        The image height (by default that of ``back``).
 
     Examples
     --------
@@ -256,34 +263,47 @@ def interpolate_rows(grids, *, rows, back, rms, bw, bh):
     True
     >>> bool((maps[1][:32] == 0).all())  # rows not asked for
     True
+    >>> block = np.zeros((16, 96), 'f4'), np.zeros((16, 96), 'f4')
+    >>> interpolate_rows(grids, rows=slice(100, 116), back=block[0],
+    ...                  rms=block[1], bw=32, bh=32, first_row=100,
+    ...                  height=128)
+    >>> bool((block[1] == single.rms()[100:116]).all())
+    True
     """
-    if back.dtype not in _TYPE_CODES or (rms is not None
-                                         and rms.dtype != back.dtype):
+    maps = [array for array in (back, rms) if array is not None]
+    if not maps or maps[0].dtype not in _TYPE_CODES or any(
+            array.dtype != maps[0].dtype for array in maps):
         msg = ('back and rms must share a native float32 or float64 dtype, '
-               f'got {back.dtype}, {getattr(rms, "dtype", None)}')
+               f'got {getattr(back, "dtype", None)}, '
+               f'{getattr(rms, "dtype", None)}')
         raise TypeError(msg)
     if any(grid.dtype != np.float32 for grid in grids):
         msg = 'grids must be float32'
         raise TypeError(msg)
-    _require_contiguous('back and rms', back, *(() if rms is None else (rms,)))
+    _require_contiguous('back and rms', *maps)
     _require_contiguous('grids', *grids)
     pointers = [grid.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
                 for grid in grids]
     ny, nx = grids[0].shape
-    if (ny, nx) != grid_shape(back.shape, (bh, bw)):
-        msg = f'grids of shape {grids[0].shape} do not fit maps of {back.shape}'
+    shape = (maps[0].shape[0] if height is None else height, maps[0].shape[1])
+    if (ny, nx) != grid_shape(shape, (bh, bw)):
+        msg = f'grids of shape {grids[0].shape} do not fit maps of {shape}'
         raise ValueError(msg)
-    background = _Background(w=back.shape[1], h=back.shape[0], bw=bw, bh=bh,
+    if not first_row <= rows.start <= rows.stop <= first_row + maps[0].shape[0]:
+        msg = (f"rows {rows.start}:{rows.stop} are not within the maps' "
+               f'rows {first_row}:{first_row + maps[0].shape[0]}')
+        raise ValueError(msg)
+    background = _Background(w=shape[1], h=shape[0], bw=bw, bh=bh,
                              nx=nx, ny=ny, n=nx * ny, back=pointers[0],
                              dback=pointers[1], sigma=pointers[2],
                              dsigma=pointers[3])
-    code = _TYPE_CODES[back.dtype]
-    back_line, rms_line = _LIBRARY.sep_bkg_line, _LIBRARY.sep_bkg_rmsline
+    code = _TYPE_CODES[maps[0].dtype]
     reference = ctypes.byref(background)
-    back_start, stride = back.ctypes.data, back.strides[0]
-    rms_start = None if rms is None else rms.ctypes.data
+    stride = maps[0].strides[0]
+    lines = [(line, array.ctypes.data) for line, array in
+             ((_LIBRARY.sep_bkg_line, back), (_LIBRARY.sep_bkg_rmsline, rms))
+             if array is not None]
     for row in range(rows.start, rows.stop):
-        offset = row * stride
-        _check(back_line(reference, row, back_start + offset, code)
-               or (rms is not None and rms_line(
-                   reference, row, rms_start + offset, code)))
+        offset = (row - first_row) * stride
+        for line, start in lines:
+            _check(line(reference, row, start + offset, code))

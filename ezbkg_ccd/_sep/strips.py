@@ -1,24 +1,30 @@
 # Licensed under a 3-clause BSD style license - see LICENSE
 """
-One large frame on several cores: SEP's background in horizontal strips.
+One large frame in bands of mesh rows: SEP's background, computed band by
+band, bit for bit the single call's.
 
-SEP's Python API holds the GIL; its C library, called through
-`ezbkg_ccd._sep.binding`, does not, so strips of the frame run in threads
-that read the frame in place and write the rows they own straight into the
-result. The maps are SEP's single-call maps, not an approximation:
+This is the one implementation behind the threaded strips of a frame in
+memory (`sep_strips`, which `~ezbkg_ccd.estimate_background` runs for
+``n_threads``) and the lazy maps of a frame on Dask
+(`ezbkg_ccd._sep.lazy`). SEP's Python API holds the GIL; its C library,
+called through `ezbkg_ccd._sep.binding`, does not, so bands run in
+threads as well as in processes. The maps are SEP's single-call maps,
+not an approximation:
 
-1. Each strip finds its meshes with too few usable pixels (SEP's "bad"
-   meshes).
-2. Each strip has SEP compute its mesh grid, reading only the rows that
-   its own mesh rows depend on: those within half the median filter,
-   and the nearest usable meshes from which SEP fills the bad ones.
-3. The strips' mesh rows are joined into the frame's grid, and SEP's
+1. Each band has SEP compute its filtered mesh rows from a block of the
+   frame that adds half the median filter on each side
+   (`first_read`, `band_meshes`), and finds its bad meshes (under half
+   their pixels usable).
+2. The bands' bad meshes are joined; a band whose bad meshes are filled
+   from usable meshes beyond the rows it read (`rows_read`) is computed
+   again from those rows (`join_bands`), which is rare.
+3. The bands' mesh rows are joined into the frame's grid, and SEP's
    spline along y is solved over the whole grid (it couples every mesh
    row of a column).
-4. Each strip has SEP interpolate its own rows from the joined grid.
+4. Any block of rows is then interpolated from the joined grid
+   (`~ezbkg_ccd._sep.binding.interpolate_rows`), independently.
 
-Only step 2 repeats work, by ``filter_size // 2`` mesh rows per side
-unless bad meshes need more.
+Only step 1 repeats work, by ``filter_size // 2`` mesh rows per side.
 """
 
 import functools
@@ -37,7 +43,8 @@ from ezbkg_ccd._sep.binding import (
 from ezbkg_ccd.meshes import mesh_count, well_covered
 
 __all__ = ['AVAILABLE', 'sep_strips', 'mesh_bands', 'mesh_usable',
-           'rows_read', 'global_levels', 'usable']
+           'rows_read', 'global_levels', 'usable', 'first_read',
+           'band_meshes', 'join_bands', 'pixel_rows']
 
 #: Bad meshes compared with every mesh row at once, per chunk.
 _CHUNK = 4096
@@ -81,11 +88,11 @@ def mesh_usable(data, mask, rows):
     return usable
 
 
-def _bad_meshes(data, mask, band, bw, bh):
-    """SEP's bad meshes (under half their pixels usable) in a band."""
-    bad = [~well_covered(mesh_usable(data, mask, slice(row * bh,
-                                                       (row + 1) * bh)), bw)
-           for row in range(*band)]
+def _bad_meshes(data, mask, bw, bh):
+    """SEP's bad meshes (under half their pixels usable) of a block of
+    whole mesh rows (the last may be partial)."""
+    bad = [~well_covered(mesh_usable(data, mask, slice(row, row + bh)), bw)
+           for row in range(0, data.shape[0], bh)]
     return np.array(bad, dtype=bool).reshape(-1, mesh_count(data.shape[1], bw))
 
 
@@ -163,6 +170,109 @@ def global_levels(back, sigma):
     return float(np.median(back)), float(global_rms)
 
 
+def pixel_rows(band, bh, height):
+    """The pixel rows of the mesh rows ``band`` of a frame ``height``
+    pixels high."""
+    return slice(band[0] * bh, min(band[1] * bh, height))
+
+
+def first_read(band, mesh_rows, filter_height):
+    """
+    The mesh rows a band is first computed from: its own and half the
+    median filter on each side, within the frame's ``mesh_rows``.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd._sep.strips import first_read
+    >>> first_read((0, 8), 32, 3), first_read((8, 16), 32, 5)
+    ((0, 9), (6, 18))
+    """
+    half = filter_height // 2
+    return max(band[0] - half, 0), min(band[1] + half, mesh_rows)
+
+
+def band_meshes(data, mask, *, band, read, bw, bh, fw, fh, fthresh):
+    """
+    The bad meshes and SEP's filtered mesh rows of the mesh rows
+    ``band``, from a block of the frame holding the mesh rows ``read``.
+
+    Parameters
+    ----------
+    data : `~numpy.ndarray`
+        Native, C-contiguous float block: the pixel rows of the mesh
+        rows ``read`` (`pixel_rows`).
+    mask : `~numpy.ndarray` of bool or None
+        Pixels of the block to exclude.
+    band, read : (int, int)
+        First and end mesh row of the band, and of the block.
+    bw, bh, fw, fh, fthresh
+        As for `sep.Background`.
+
+    Returns
+    -------
+    bad, back, sigma : `~numpy.ndarray`
+        The band's bad meshes and its rows of SEP's filtered grids (exact
+        when `rows_read` of the frame's bad meshes lies within ``read``).
+    """
+    mask = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
+    own = slice((band[0] - read[0]) * bh, (band[1] - read[0]) * bh)
+    bad = _bad_meshes(data[own], None if mask is None else mask[own], bw, bh)
+    grids = filtered_meshes(data, mask, rows=slice(0, data.shape[0]), bw=bw,
+                            bh=bh, fw=fw, fh=fh, fthresh=fthresh)
+    return (bad, *(grid[band[0] - read[0]:band[1] - read[0]]
+                   for grid in grids))
+
+
+def join_bands(bands, reads, results, *, filter_height, recompute):
+    """
+    The frame's grids, joined from its bands'.
+
+    Parameters
+    ----------
+    bands, reads : list of (int, int)
+        The bands, in order, and the mesh rows each was computed from.
+    results : list of (bad, back, sigma)
+        `band_meshes` of each band.
+    filter_height : int
+        Height of the median filter, in meshes.
+    recompute : callable
+        Called once with ``{index: read}``, the bands whose meshes depend
+        on rows beyond those they read, with the rows they need; returns
+        ``{index: (bad, back, sigma)}`` (`band_meshes` from those rows),
+        in any way it likes (threads, Dask).
+
+    Returns
+    -------
+    grids : (back, dback, sigma, dsigma)
+        What `~ezbkg_ccd._sep.binding.interpolate_rows` takes.
+    global_back, global_rms : float
+        SEP's global values.
+
+    Raises
+    ------
+    ValueError
+        If no mesh of the frame has enough usable pixels.
+    """
+    bad = np.concatenate([result[0] for result in results])
+    if bad.all():
+        msg = ('too few valid pixels: no mesh of the frame has half its '
+               'pixels usable; use a larger box_size or mask less')
+        raise ValueError(msg)
+    redo = {}
+    for index, (band, read) in enumerate(zip(bands, reads, strict=True)):
+        need = rows_read(bad, band, filter_height)
+        if need[0] < read[0] or need[1] > read[1]:
+            redo[index] = need
+    results = list(results)
+    for index, result in (recompute(redo) if redo else {}).items():
+        results[index] = result
+    back, sigma = (np.concatenate(part) for part in
+                   list(zip(*results, strict=True))[1:])
+    grids = (back, spline_second_derivatives(back),
+             sigma, spline_second_derivatives(sigma))
+    return grids, global_levels(back, sigma)
+
+
 def sep_strips(data, mask, *, n_threads, bw, bh, fw, fh, fthresh):
     """
     SEP's background and RMS maps of ``data``, computed in strips.
@@ -202,29 +312,28 @@ def sep_strips(data, mask, *, n_threads, bw, bh, fw, fh, fthresh):
     data = np.ascontiguousarray(data)
     mask = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
     height = data.shape[0]
-    bands = mesh_bands(mesh_count(height, bh), n_threads)
+    mesh_rows = mesh_count(height, bh)
+    bands = mesh_bands(mesh_rows, n_threads)
+    options = {'bw': bw, 'bh': bh, 'fw': fw, 'fh': fh, 'fthresh': fthresh}
 
-    def own_meshes(band):
-        """The filtered mesh rows of ``band``, from the rows it reads."""
-        first, stop = rows_read(bad, band, fh)
-        grids = filtered_meshes(
-            data, mask, rows=slice(first * bh, min(stop * bh, height)),
-            bw=bw, bh=bh, fw=fw, fh=fh, fthresh=fthresh)
-        return [grid[band[0] - first:band[1] - first] for grid in grids]
+    def meshes(band, read):
+        rows = pixel_rows(read, bh, height)
+        return band_meshes(data[rows], None if mask is None else mask[rows],
+                           band=band, read=read, **options)
 
+    reads = [first_read(band, mesh_rows, fh) for band in bands]
     back, rms = np.empty_like(data), np.empty_like(data)
     with ThreadPoolExecutor(max_workers=len(bands)) as pool:
-        bad = np.concatenate(list(pool.map(
-            lambda band: _bad_meshes(data, mask, band, bw, bh), bands)))
-        back_grid, sigma_grid = (np.concatenate(part) for part in zip(
-            *pool.map(own_meshes, bands), strict=True))
-        grids = (back_grid, spline_second_derivatives(back_grid),
-                 sigma_grid, spline_second_derivatives(sigma_grid))
+        grids, levels = join_bands(
+            bands, reads, list(pool.map(meshes, bands, reads)),
+            filter_height=fh, recompute=lambda redo: dict(zip(
+                redo, pool.map(meshes, [bands[i] for i in redo],
+                               redo.values()), strict=True)))
         for _ in pool.map(lambda band: interpolate_rows(
-                grids, rows=slice(band[0] * bh, min(band[1] * bh, height)),
-                back=back, rms=rms, bw=bw, bh=bh), bands):
+                grids, rows=pixel_rows(band, bh, height), back=back, rms=rms,
+                bw=bw, bh=bh), bands):
             pass  # re-raises a strip's exception here
-    return (back, rms, *global_levels(back_grid, sigma_grid))
+    return (back, rms, *levels)
 
 
 @functools.cache

@@ -1,0 +1,182 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+SEP's background of a frame on Dask: the bands of `ezbkg_ccd._sep.strips`
+as Dask tasks, the maps as lazy Dask arrays.
+
+A frame larger than memory, or spread over a cluster, is a Dask array
+chunked in rows (`mesh_chunks`). It is cut into bands of mesh rows, of
+about `BAND_BYTES` each:
+
+1. one task per band reads the band and half the median filter on each
+   side (a slice that Dask assembles from the chunks it spans) and
+   returns its bad meshes and filtered mesh rows, a few kilobytes;
+2. the grids are joined here, where the few bands whose bad meshes are
+   filled from farther away are computed again from the rows they need;
+3. the maps are `dask.array.map_blocks` of SEP's interpolation of the
+   joined grid, chunk by chunk, never computed here.
+
+Steps 1 and 2 run with ``dask.compute`` on whatever scheduler is in use
+(threads by default, processes, or a `distributed.Client`); step 3 runs
+when the caller computes or stores the maps. The maps are SEP's
+single-call maps bit for bit, as for the strips.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from ezbkg_ccd._sep.binding import interpolate_rows
+from ezbkg_ccd._sep.strips import band_meshes, first_read, join_bands, mesh_bands
+from ezbkg_ccd.meshes import mesh_count
+
+__all__ = ['LazyMaps', 'mesh_chunks', 'sep_maps', 'BAND_BYTES']
+
+#: About how many bytes of the frame one band reads by default.
+BAND_BYTES = 128 * 2**20
+
+
+def mesh_chunks(height, box_height, rows):
+    """
+    Row chunks of a frame ``height`` rows high: about ``rows`` rows each,
+    rounded to whole meshes of ``box_height`` rows.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd._sep.lazy import mesh_chunks
+    >>> mesh_chunks(1000, 64, 300)
+    (320, 320, 320, 40)
+    >>> mesh_chunks(100, 64, 10)
+    (64, 36)
+    """
+    step = max(1, round(rows / box_height)) * box_height
+    sizes = [step] * (height // step)
+    if height % step:
+        sizes.append(height % step)
+    return tuple(sizes)
+
+
+@dataclasses.dataclass(frozen=True)
+class LazyMaps:
+    """
+    SEP's maps of a Dask frame.
+
+    Attributes
+    ----------
+    back, rms : `dask.array.Array`
+        The background and RMS maps, lazy, chunked as the frame.
+    global_back, global_rms : float
+        SEP's global values.
+    grids : (back, dback, sigma, dsigma)
+        The joined mesh grids and their spline coefficients.
+    invalid_count : int
+        The number of pixels the mask excluded.
+    """
+
+    back: object
+    rms: object
+    global_back: float
+    global_rms: float
+    grids: tuple
+    invalid_count: int
+
+
+def _band_task(data, mask, *, band, read, own, options):
+    """`band_meshes` of a block, with the number of masked pixels it owns."""
+    counted = 0 if mask is None else int(np.count_nonzero(mask[own]))
+    if counted == 0 and mask is not None and not mask.any():
+        mask = None  # SEP is faster without one, and its maps the same
+    return (*band_meshes(np.ascontiguousarray(data), mask, band=band,
+                         read=read, **options), counted)
+
+
+def _interpolate_block(block, grids, *, which, bw, bh, height,
+                       block_info=None):
+    """SEP's map ``which`` (``'back'`` or ``'rms'``) of a block of rows."""
+    first = block_info[0]['array-location'][0][0]
+    out = np.empty(block.shape, block.dtype)
+    targets = {'back': None, 'rms': None, which: out}
+    interpolate_rows(grids, rows=slice(first, first + block.shape[0]),
+                     first_row=first, height=height, bw=bw, bh=bh,
+                     **targets)
+    if which == 'rms':  # a noise level is never negative
+        np.maximum(out, 0, out=out)
+    return out
+
+
+def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES):
+    """
+    SEP's background and RMS maps of a Dask frame, lazily.
+
+    Parameters
+    ----------
+    data : `dask.array.Array`
+        2-D native float32 or float64 frame, chunked in rows (whole
+        rows of meshes save the bands' reads from joining chunks:
+        `mesh_chunks`).
+    mask : `dask.array.Array` of bool or None
+        Pixels to exclude, chunked as ``data``.
+    bw, bh, fw, fh, fthresh
+        As for `sep.Background`.
+    band_bytes : int, optional
+        About how many bytes of the frame each band reads (whole mesh
+        rows, at least one): fewer, larger bands repeat fewer rows,
+        smaller ones need less memory per task.
+
+    Returns
+    -------
+    maps : `LazyMaps`
+
+    Raises
+    ------
+    ValueError
+        If no mesh has enough usable pixels.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import sep
+    >>> from ezbkg_ccd._sep.lazy import sep_maps
+    >>> image = np.random.default_rng(0).normal(5, 1, (512, 256)).astype('f4')
+    >>> frame = da.from_array(image, chunks=(128, 256))
+    >>> maps = sep_maps(frame, None, bw=32, bh=32, fw=3, fh=3, fthresh=0.0,
+    ...                 band_bytes=2**16)
+    >>> single = sep.Background(image, bw=32, bh=32)
+    >>> bool((maps.back.compute() == single.back()).all())
+    True
+    >>> maps.global_rms == single.globalrms
+    True
+    """
+    import dask
+
+    height, width = data.shape
+    mesh_rows = mesh_count(height, bh)
+    per_band = max(1, band_bytes // (bh * width * data.dtype.itemsize))
+    bands = mesh_bands(mesh_rows, -(-mesh_rows // per_band))
+    options = {'bw': bw, 'bh': bh, 'fw': fw, 'fh': fh, 'fthresh': fthresh}
+
+    def tasks(items):
+        made = []
+        for band, read in items:
+            rows = slice(read[0] * bh, min(read[1] * bh, height))
+            own = slice((band[0] - read[0]) * bh, (band[1] - read[0]) * bh)
+            made.append(dask.delayed(_band_task, pure=True)(
+                data[rows], None if mask is None else mask[rows], band=band,
+                read=read, own=own, options=options))
+        return dask.compute(*made)
+
+    reads = [first_read(band, mesh_rows, fh) for band in bands]
+    results = tasks(zip(bands, reads, strict=True))
+    counted = sum(result[-1] for result in results)
+    grids, (global_back, global_rms) = join_bands(
+        bands, reads, [result[:-1] for result in results], filter_height=fh,
+        recompute=lambda redo: {index: result[:-1] for index, result in zip(
+            redo, tasks((bands[index], read) for index, read in redo.items()),
+            strict=True)})
+    shared = dask.delayed(grids, pure=True)
+    back, rms = (data.map_blocks(_interpolate_block, shared, which=which,
+                                 bw=bw, bh=bh, height=height,
+                                 dtype=data.dtype, meta=np.empty((0, 0),
+                                                                 data.dtype))
+                 for which in ('back', 'rms'))
+    return LazyMaps(back, rms, global_back, global_rms, grids, counted)
