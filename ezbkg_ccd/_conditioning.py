@@ -283,8 +283,9 @@ def lazy_refusal(bounds, sample, dtype, *, markers=False):
     if not _within_range(bounds):
         largest = max(abs(value) for value in bounds)
         return f'its values reach {largest:.3g}, beyond what SEP handles in float32'
-    if dtype == np.float64 and float32_offset(sample,
-                                              np.zeros(sample.shape, bool)):
+    if (dtype == np.float64
+            and float32_offset(sample, np.zeros(sample.shape, bool))
+            and not np.array_equal(sample.astype(np.float32), sample)):
         return ('its level is over 1e4 times its noise, which float32 '
                 'would quantize')
     if markers and _typical(sample, np.ones(sample.shape, bool)) > \

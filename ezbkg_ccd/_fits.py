@@ -286,7 +286,8 @@ def write_streamed(path, hdus, *, overwrite=False, store=None):
         Each image HDU (primary first) made with stand-in data of the
         dtype to store (its header is kept, its size set to the array's),
         and its 2-D data: a Dask array, written chunk by chunk in place,
-        or `None` for an HDU written as it is (after the others).
+        or `None` for an HDU written as it is: in place if it has no
+        data, else after the others.
     overwrite : bool, optional
         Replace an existing file.
     store : callable, optional
@@ -296,8 +297,12 @@ def write_streamed(path, hdus, *, overwrite=False, store=None):
     def save(temporary):
         placed, position, streamed, later = [], 0, [], []
         for hdu, data in hdus:
-            if data is None:
+            if data is None and hdu.data is not None:
                 later.append(hdu)
+                continue
+            if data is None:
+                placed.append((position, hdu.header.tostring().encode()))
+                position += len(placed[-1][1])
                 continue
             header = _stored(hdu, data.shape)
             start = position + len(header)

@@ -220,6 +220,23 @@ def _image_meta(hdulist, index, hdu, header, source):
     return _generate_wcs_and_update_header(header)
 
 
+#: The first bytes of the compressed files astropy reads (gzip, bzip2,
+#: zip), which cannot be read in part.
+_COMPRESSED = (b'\x1f\x8b', b'BZh', b'PK\x03\x04')
+
+
+def is_compressed_file(path):
+    """Whether the file at ``path`` is gzip, bzip2 or zip compressed."""
+    with open(path, 'rb') as file:
+        start = file.read(4)
+    return start.startswith(_COMPRESSED)
+
+
+def _data_offset(hdu):
+    """Where the data of an HDU read from a file start in it."""
+    return hdu._data_offset  # fileinfo() has it too, but verifies headers
+
+
 #: The stored dtype of each FITS ``BITPIX``.
 _STORED = {8: 'u1', 16: '>i2', 32: '>i4', 64: '>i8', -32: '>f4', -64: '>f8'}
 
@@ -307,10 +324,9 @@ def lazy_ccddata(path, *, hdu=None, unit=None, rows=None):
     with open_fits(path) as hdulist:
         index = image_index(hdulist, hdu, path)
         item = hdulist[index]
-        info = hdulist.fileinfo(index)
-        if isinstance(item, fits.CompImageHDU) or info['file'].compression:
+        if isinstance(item, fits.CompImageHDU) or is_compressed_file(path):
             what = ('its image is tile-compressed' if isinstance(
-                item, fits.CompImageHDU) else 'it is gzip-compressed')
+                item, fits.CompImageHDU) else 'the file is compressed')
             msg = (f'{source} cannot be read in chunks: {what}; uncompress '
                    'it (funpack, gunzip) or read it into memory')
             raise ValueError(msg)
@@ -319,12 +335,12 @@ def lazy_ccddata(path, *, hdu=None, unit=None, rows=None):
                    f'{item.header.get("NAXIS")} dimension(s)')
             raise ValueError(msg)
         extver = item.header.get('EXTVER', 1) if index else 1
-        companions = {name: (hdulist.fileinfo(hdulist.index_of((name, extver)))
-                             ['datLoc'], hdulist[name, extver].header)
+        companions = {name: (_data_offset(hdulist[name, extver]),
+                             hdulist[name, extver].header)
                       for name in ('MASK', 'UNCERT')
                       if (name, extver) in hdulist}
         header = item.header.copy()
-        reader = FileRows(path, info['datLoc'], header)
+        reader = FileRows(path, _data_offset(item), header)
         for key in ('BSCALE', 'BZERO', 'BLANK'):
             header.remove(key, ignore_missing=True)
         header, wcs = _image_meta(hdulist, index, hdu, header, source)

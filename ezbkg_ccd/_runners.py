@@ -2,7 +2,8 @@
 """
 Where the tasks of a batch run: in this process, in local worker
 processes that a crashing file cannot take down with the others, or on a
-Dask cluster.
+Dask cluster, one file per task; or one file after another here, each
+frame's chunks spread over Dask's workers (`run_chunked`).
 
 A task is ``(position, path, output)``; each runner yields ``(position,
 report)`` as tasks finish, the report being what ``work(path, output)``
@@ -58,6 +59,39 @@ def run_here(tasks, work):
     """Run every task in this process, in order."""
     for position, path, output in tasks:
         yield position, work(path, output)
+
+
+@contextlib.contextmanager
+def dask_scheduler(client):
+    """
+    Run the Dask computations within on ``client`` (a
+    `distributed.Client`, or the address of a scheduler, connected to
+    here); with `None`, on Dask's default scheduler (local threads).
+    """
+    if client is None:
+        yield
+        return
+    import dask
+    from distributed import Client
+
+    own = isinstance(client, str)
+    if own:
+        client = Client(client, set_as_default=False)
+    try:
+        with dask.config.set(scheduler=client.get):
+            yield
+    finally:
+        if own:
+            client.close()
+
+
+def run_chunked(tasks, work, client=None):
+    """
+    Run every task in this process, in order, each frame's chunks on
+    Dask: on ``client`` (see `dask_scheduler`), else on local threads.
+    """
+    with dask_scheduler(client):
+        yield from run_here(tasks, work)
 
 
 def _end_worker(status):

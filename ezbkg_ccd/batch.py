@@ -1,6 +1,7 @@
 # Licensed under a 3-clause BSD style license - see LICENSE
 """
-Many FITS files at once: processes on this machine or a Dask cluster.
+Many FITS files at once: processes on this machine or a Dask cluster; or
+frames larger than memory one after another, each in chunks on Dask.
 
 Each file is one task that reads its frame, estimates (and subtracts)
 the background and writes its output atomically; tasks return plain
@@ -16,16 +17,25 @@ import contextlib
 import functools
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from astropy.io import fits
 
+from ezbkg_ccd._dask import LARGE_FRAME_SHARE, available_memory, dask_array
 from ezbkg_ccd._fits import atomic_write, open_fits, remove_stale_temporaries
-from ezbkg_ccd._reader import hdulist_ccddata, image_hdus
+from ezbkg_ccd._reader import (
+    hdulist_ccddata,
+    image_hdus,
+    image_index,
+    is_compressed_file,
+    lazy_ccddata,
+)
 from ezbkg_ccd._runners import (
     holding_stop_signals,
+    run_chunked,
     run_dask,
     run_here,
     run_isolated,
@@ -103,8 +113,31 @@ class _Skip(Exception):
     """An input that is not to be processed, and why."""
 
 
+def _too_large(hdulist, hdu, path):
+    """Whether the image HDU ``hdu`` of an uncompressed file is larger
+    than `LARGE_FRAME_SHARE` of the available memory (and Dask is
+    installed to process it in chunks)."""
+    index = image_index(hdulist, hdu, path)
+    header, available = hdulist[index].header, available_memory()
+    if (isinstance(hdulist[index], fits.CompImageHDU) or available is None
+            or is_compressed_file(path)):
+        return False
+    size = abs(header['BITPIX']) // 8 * header['NAXIS1'] * header['NAXIS2']
+    if size <= LARGE_FRAME_SHARE * available:
+        return False
+    try:
+        dask_array()
+    except ImportError:
+        return False
+    log.info('%s: a frame of %.1f GiB, processed in chunks', path,
+             size / 2**30)
+    return True
+
+
 def _frames(path, settings):
-    """``(index, CCDData)`` of the image HDU(s) to process."""
+    """``(index, CCDData)`` of the image HDU(s) to process, and the
+    chunks to process them in (`None`: in memory)."""
+    chunks = settings['options'].get('chunks')
     with open_fits(path) as hdulist:  # once, for every HDU read
         found = image_hdus(hdulist)
         if not found and BACKGROUND_HDUS[0] in hdulist:
@@ -113,23 +146,35 @@ def _frames(path, settings):
         if not indices:
             msg = 'no 2-D image HDU'
             raise ValueError(msg)
-        frames = [(index, hdulist_ccddata(hdulist, hdu=index, path=path,
-                                          unit=settings['unit']))
-                  for index in indices]
+        if chunks is None and not settings['all_hdus'] and _too_large(
+                hdulist, settings['hdu'], path):
+            chunks = 'auto'
+        frames = [] if chunks is not None else [
+            (index, hdulist_ccddata(hdulist, hdu=index, path=path,
+                                    unit=settings['unit']))
+            for index in indices]
+    if chunks is not None:
+        frames = [(indices[0], lazy_ccddata(path, hdu=settings['hdu'],
+                                            unit=settings['unit']))]
     if (settings['mode'] == 'subtract' and not settings['resubtract']
             and any(is_subtracted(ccd.meta) for _, ccd in frames)):
         raise _Skip('already background-subtracted (BKGSUB = T); pass '
                     'resubtract=True (--resubtract) to subtract again')
-    return frames
+    return frames, chunks
 
 
 def _process(path, output, settings):
     """Process one file; raise on any problem."""
     results = []
-    for index, ccd in _frames(path, settings):
-        background = estimate_background(ccd, **settings['options'])
+    frames, chunks = _frames(path, settings)
+    options = {**settings['options'], 'chunks': chunks}
+    if chunks is not None and settings['plot']:
+        msg = 'plot is not available for a frame processed in chunks'
+        raise ValueError(msg)
+    for index, ccd in frames:
+        background = estimate_background(ccd, **options)
         record_target(background.header, path)
-        result = (subtract_background(ccd, background,
+        result = (subtract_background(ccd, background, chunks=chunks,
                                       resubtract=settings['resubtract'])
                   if settings['mode'] == 'subtract' else None)
         results.append((index, ccd, background, result))
@@ -256,6 +301,16 @@ def _progress(total, enabled):
     return Bar(total=total, unit='frame')
 
 
+def _chunk_progress(enabled):
+    """Dask's progress bar of each step of a frame processed in chunks
+    on local threads (on a cluster, its dashboard shows the progress)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from dask.diagnostics import ProgressBar
+
+    return ProgressBar(out=sys.stderr)
+
+
 def _log(report):
     level = logging.WARNING if report['status'] == 'failed' else logging.INFO
     detail = report.get('error') or report.get('reason')
@@ -316,7 +371,13 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
         batch (the command line always does; with ``n_jobs > 1`` files
         are always isolated).
     **options
-        Keywords of `~ezbkg_ccd.estimate_background`.
+        Keywords of `~ezbkg_ccd.estimate_background`. With ``chunks``,
+        the files are processed one after another in this process, each
+        frame read, processed and written in chunks on Dask (on
+        ``client`` when given, else on local threads; ``n_jobs`` and
+        ``isolate`` do not apply). Without it, a frame larger than a
+        quarter of the available memory is processed so anyway (when
+        Dask is installed).
 
     Returns
     -------
@@ -383,17 +444,24 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
             tasks.append((position, path, output))
     remove_stale_temporaries(output_dir)  # of an earlier, killed run
     work = functools.partial(process_one, settings=settings)
-    if client is not None:
+    if options.get('chunks') is not None:
+        if all_hdus:
+            msg = 'all_hdus is not available for frames processed in chunks'
+            raise ValueError(msg)
+        finished = run_chunked(tasks, work, client)
+    elif client is not None:
         finished = run_dask(tasks, work, client)
     elif n_jobs > 1 or isolate:
         finished = run_isolated(tasks, work, n_jobs)
     else:
         finished = run_here(tasks, work)
-    bar = _progress(len(inputs), progress)
+    chunked = options.get('chunks') is not None
+    bar = _progress(len(inputs), progress and not chunked)
     if bar is not None:
         bar.update(len(inputs) - len(tasks))  # failed before they ran
     try:
-        with contextlib.closing(finished):  # Ctrl-C here stops the workers
+        with contextlib.closing(finished), _chunk_progress(  # Ctrl-C here
+                progress and chunked and client is None):  # stops workers
             for position, report in finished:
                 reports[position] = report
                 _log(report)

@@ -9,6 +9,7 @@ for a usage error, 130 when interrupted (Ctrl-C), 143 when terminated
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -93,6 +94,23 @@ def _unit(value):
         raise argparse.ArgumentTypeError(msg) from None
 
 
+def _dask_threads(threads):
+    """Dask's local threads for the frames processed in chunks (when
+    ``threads`` is given and Dask installed)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        import dask
+    except ImportError:
+        return contextlib.nullcontext()
+    return dask.config.set(num_workers=threads)
+
+
+def _chunks(value):
+    """``--chunks``: ``auto`` or a positive number of rows."""
+    return value if value == 'auto' else _positive(value)
+
+
 def _batch(arguments):
     options = {'method': arguments.method, 'box_size': arguments.box_size,
                'filter_size': arguments.filter_size}
@@ -100,24 +118,28 @@ def _batch(arguments):
         options['source_mask'] = 'auto'
     if arguments.reject_skewed:
         options['reject_skewed'] = True
-    if arguments.threads > 1:
+    threads = arguments.threads
+    if arguments.chunks is not None:
+        options['chunks'] = arguments.chunks
+    elif threads is not None and threads > 1:
         if 'n_threads' not in (estimator_options(
                 get_estimator(arguments.method)) or ()):
             msg = (f'--threads applies to method sep (threaded strips), not '
                    f'--method {arguments.method}')
             raise ValueError(msg)
-        options['n_threads'] = arguments.threads
+        options['n_threads'] = threads
+        threads = None
     options['saturation'] = arguments.saturation
     options['zero_area'] = arguments.zero_area
-    reports = process_files(
-        arguments.files, output_dir=arguments.output_dir,
-        n_jobs=arguments.jobs, client=arguments.scheduler,
-        mode=arguments.command, suffix=arguments.suffix,
-        overwrite=arguments.overwrite, hdu=arguments.hdu,
-        all_hdus=arguments.all_hdus, resubtract=arguments.resubtract,
-        unit=arguments.unit,
-        plot=arguments.plot, isolate=True,
-        progress=not arguments.quiet and sys.stderr.isatty(), **options)
+    with _dask_threads(threads):
+        reports = process_files(
+            arguments.files, output_dir=arguments.output_dir,
+            n_jobs=arguments.jobs, client=arguments.scheduler,
+            mode=arguments.command, suffix=arguments.suffix,
+            overwrite=arguments.overwrite, hdu=arguments.hdu,
+            all_hdus=arguments.all_hdus, resubtract=arguments.resubtract,
+            unit=arguments.unit, plot=arguments.plot, isolate=True,
+            progress=not arguments.quiet and sys.stderr.isatty(), **options)
     counts = {status: sum(r.status == status for r in reports)
               for status in ('done', 'skipped', 'failed')}
     for report in reports:
@@ -241,12 +263,23 @@ def _add_batch_parser(commands, name, help_text):
                         help='local worker processes (default: all cores); '
                              'a file that crashes its worker is reported '
                              'and the others go on')
-    parser.add_argument('--threads', type=_positive, default=1,
+    parser.add_argument('--threads', type=_positive, default=None,
                         help='threads within each frame (method sep: '
                              'strips, worth it for 4096x4096 frames or '
-                             'more; default 1)')
+                             'more; default 1; with --chunks, the local '
+                             'Dask threads, default all cores)')
+    parser.add_argument('--chunks', type=_chunks, default=None,
+                        metavar='ROWS',
+                        help="read, process and write each frame in chunks "
+                             "of about ROWS rows ('auto': about 64 MiB) on "
+                             'Dask, one frame after another: for frames '
+                             'larger than memory (needs the dask extra). '
+                             'Without it, a frame larger than a quarter of '
+                             'the available memory is processed so anyway')
     parser.add_argument('--scheduler', default=None, metavar='ADDRESS',
-                        help='run on the Dask scheduler at ADDRESS')
+                        help='run on the Dask scheduler at ADDRESS: one task '
+                             'per file, or with --chunks the chunks of each '
+                             'frame')
     parser.set_defaults(run=_batch)
 
 

@@ -152,7 +152,9 @@ def _survey(block, *, limit, level, zero_area, step):
     sentinels = low <= limit
     if nonfinite or sentinels:  # the bounds of the usable values alone
         usable = np.isfinite(block)
-        usable &= block > limit
+        marked = usable & (block <= limit)
+        sentinels = bool(marked.any())  # -inf is not a marker: non-finite
+        usable &= ~marked
         low = float(block.min(where=usable, initial=np.inf))
         high = float(block.max(where=usable, initial=-np.inf))
     sample = block.ravel()[::step]
@@ -328,7 +330,8 @@ def lazy_frame(ccd, mask, rule, *, box_height, chunks=None, target=None):
             level=level, limit=limit, sentinels=sentinels, dtype=bool,
             meta=np.empty((0, 0), bool))
     else:  # nothing to compute, and SEP is faster without a mask
-        invalid = dask_array().zeros(work.shape, bool, chunks=work.chunks)
+        invalid = dask_array().zeros(work.shape, dtype=bool,
+                                     chunks=work.chunks)
     return _engine.Frame(work, invalid, tuple(sources), Conditioning({}),
                          ccd.unit, target, rule)
 
