@@ -195,7 +195,10 @@ def range_scaling(work, invalid, *, extremes=None):
 _OFFSET_RATIO = 1e4
 
 #: Every how many pixels the level and spread are sampled.
-_SAMPLE_STEP = 97
+SAMPLE_STEP = 97
+
+#: With fewer sampled values than this, every usable value is used.
+SAMPLE_LEAST = 100
 
 
 def float32_offset(work, invalid):
@@ -222,9 +225,14 @@ def float32_offset(work, invalid):
     """
     if work.dtype != np.float64:
         return 0.0  # float32 data are already at SEP's precision
-    sample = work.ravel()[::_SAMPLE_STEP][~invalid.ravel()[::_SAMPLE_STEP]]
-    if sample.size < 100:
+    sample = work.ravel()[::SAMPLE_STEP][~invalid.ravel()[::SAMPLE_STEP]]
+    if sample.size < SAMPLE_LEAST:
         sample = work[~invalid]
+    return sample_offset(sample)
+
+
+def sample_offset(sample):
+    """`float32_offset` of a sample of the valid float64 pixels."""
     if not sample.size:
         return 0.0
     level = float(np.median(sample))
@@ -264,7 +272,7 @@ def lazy_refusal(bounds, sample, dtype, *, markers=False):
         The least and greatest finite value, SEP's markers of missing data
         left out (``(inf, -inf)`` without any).
     sample : `~numpy.ndarray`
-        A sample of those values.
+        The sample of the valid values that `float32_offset` takes.
     dtype : `~numpy.dtype`
         The working dtype (`work_dtype`).
     markers : bool, optional
@@ -283,9 +291,8 @@ def lazy_refusal(bounds, sample, dtype, *, markers=False):
     if not _within_range(bounds):
         largest = max(abs(value) for value in bounds)
         return f'its values reach {largest:.3g}, beyond what SEP handles in float32'
-    if (dtype == np.float64
-            and float32_offset(sample, np.zeros(sample.shape, bool))
-            and not np.array_equal(sample.astype(np.float32), sample)):
+    offset = sample_offset(sample) if dtype == np.float64 else 0.0
+    if offset and not (np.ptp(sample) == 0 and offset == np.float32(offset)):
         return ('its level is over 1e4 times its noise, which float32 '
                 'would quantize')
     if markers and _typical(sample, np.ones(sample.shape, bool)) > \

@@ -231,6 +231,9 @@ def atomic_write(hdulist, path, *, overwrite=False):
         overwrite=overwrite)
 
 
+#: Endings of the file names astropy writes compressed.
+_COMPRESSED_SUFFIXES = ('.gz', '.bz2', '.zip')
+
 #: FITS files are made of blocks of this many bytes.
 _BLOCK = 2880
 
@@ -240,13 +243,19 @@ class FileRegion:
     The data of one image HDU in a FITS file being written, as a target
     of `dask.array.store`: each block of rows is written at its place
     with `os.pwrite` (in any order, from any thread or process that sees
-    the file), converted to the stored dtype. It holds a path and offsets
-    only, so Dask can send it to other processes.
+    the file), converted to the stored type (big-endian; unsigned
+    integers offset to signed, as the ``BZERO`` astropy writes for
+    ``dtype`` says). It holds a path and offsets only, so Dask can send
+    it to other processes.
     """
 
     def __init__(self, path, offset, shape, dtype):
         self.path, self.offset = str(path), offset
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        # unsigned integers are stored signed, offset by BZERO = 2**(n-1)
+        self.stored = (self.dtype.newbyteorder('>') if self.dtype.kind != 'u'
+                       or self.dtype.itemsize == 1 else
+                       np.dtype(f'>i{self.dtype.itemsize}'))
 
     def __setitem__(self, key, value):
         rows, columns = key
@@ -254,9 +263,13 @@ class FileRegion:
         if columns.indices(self.shape[1]) != (0, self.shape[1], 1):
             msg = 'blocks must hold whole rows'
             raise ValueError(msg)
-        block = memoryview(np.ascontiguousarray(value, dtype=self.dtype)
+        value = np.asarray(value, dtype=self.dtype)
+        if self.stored.kind != self.dtype.kind:
+            sign = self.dtype.type(1 << (8 * self.dtype.itemsize - 1))
+            value = (value ^ sign).view(self.stored.newbyteorder('='))
+        block = memoryview(np.ascontiguousarray(value, dtype=self.stored)
                            ).cast('B')
-        position = self.offset + first * self.shape[1] * self.dtype.itemsize
+        position = self.offset + first * self.shape[1] * self.stored.itemsize
         descriptor = os.open(self.path, os.O_WRONLY)
         try:
             while block:  # pwrite may write less than asked
@@ -294,6 +307,11 @@ def write_streamed(path, hdus, *, overwrite=False, store=None):
         ``store(sources, targets)`` writes the Dask arrays into the
         `FileRegion` targets (default `dask.array.store`, without a lock).
     """
+    if str(path).lower().endswith(_COMPRESSED_SUFFIXES):
+        msg = (f'{str(path)!r}: a file written in chunks cannot be '
+               'compressed; write it uncompressed')
+        raise ValueError(msg)
+
     def save(temporary):
         placed, position, streamed, later = [], 0, [], []
         for hdu, data in hdus:
@@ -308,9 +326,8 @@ def write_streamed(path, hdus, *, overwrite=False, store=None):
             start = position + len(header)
             size = int(np.prod(data.shape)) * hdu.data.dtype.itemsize
             placed.append((position, header))
-            streamed.append((data, FileRegion(
-                temporary, start, data.shape,
-                hdu.data.dtype.newbyteorder('>'))))  # FITS is big-endian
+            streamed.append((data, FileRegion(temporary, start, data.shape,
+                                              hdu.data.dtype)))
             position = start + -(-size // _BLOCK) * _BLOCK
         with open(temporary, 'wb') as file:
             file.truncate(position)  # the data's zero padding included
@@ -321,7 +338,8 @@ def write_streamed(path, hdus, *, overwrite=False, store=None):
             import dask.array
 
             sources, targets = zip(*streamed, strict=True)
-            sources = [dask.array.asarray(source) for source in sources]
+            sources = [dask.array.asarray(source).rechunk({1: -1})
+                       for source in sources]  # whole rows
             if store is None:
                 dask.array.store(sources, list(targets), lock=False)
             else:

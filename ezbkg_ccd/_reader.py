@@ -248,9 +248,9 @@ class FileRows:
     path and offsets only, so Dask can send it to other processes.
 
     Integers scaled by ``BSCALE``/``BZERO`` become floats (float32 for 8
-    and 16 bits, float64 otherwise, as astropy reads them), unsigned
-    integers stored with an offset ``BZERO`` become unsigned, and the
-    ``BLANK`` value of integers becomes NaN.
+    and 16 bits, float64 otherwise, as astropy reads them), as do floats
+    scaled so; unsigned integers stored with an offset ``BZERO`` become
+    unsigned, and the ``BLANK`` value of integers becomes NaN.
     """
 
     ndim = 2
@@ -266,10 +266,10 @@ class FileRows:
         bits = 8 * self.stored.itemsize
         self.unsigned = (bitpix > 8 and self.bscale == 1
                          and self.bzero == 2 ** (bits - 1))
+        self.scaled = (self.bscale, self.bzero) != (1, 0) and not self.unsigned
         if self.unsigned:
             self.dtype = np.dtype(f'u{self.stored.itemsize}')
-        elif bitpix > 0 and ((self.bscale, self.bzero) != (1, 0)
-                             or self.blank is not None):
+        elif bitpix > 0 and (self.scaled or self.blank is not None):
             self.dtype = np.dtype(np.float32 if bits <= 16 else np.float64)
         else:
             self.dtype = self.stored.newbyteorder('=')
@@ -289,11 +289,11 @@ class FileRows:
             return (stored.astype(self.stored.newbyteorder('='))
                     .view(self.dtype) ^ self.dtype.type(self.bzero))
         values = stored.astype(self.dtype)
-        if self.dtype.kind == 'f' and self.stored.kind in 'iu':
+        if self.scaled:
             values *= self.dtype.type(self.bscale)
             values += self.dtype.type(self.bzero)
-            if self.blank is not None:
-                values[stored == self.blank] = np.nan
+        if self.blank is not None:
+            values[stored == self.blank] = np.nan
         return values
 
 

@@ -165,9 +165,9 @@ class Background:
         return np.asanyarray(self._rms()) if callable(self._rms) else None
 
     def load(self):
-        """Compute any lazily evaluated map now (a Dask map into memory);
-        return this background."""
-        for name in ('_data', '_rms'):
+        """Compute any lazily evaluated map now (Dask maps and masks into
+        memory); return this background."""
+        for name in ('_data', '_rms', 'source_mask', 'invalid_mask'):
             if is_dask(getattr(self, name)):
                 setattr(self, name, np.asarray(getattr(self, name)))
         for name in ('data', 'rms'):

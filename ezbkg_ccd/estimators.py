@@ -33,10 +33,18 @@ from ezbkg_ccd.registry import (
 __all__ = ['sep_estimator', 'constant_estimator', 'photutils_estimator']
 
 
-def _without_single_pixels(mask, box_size):
+def check_sep_box(box_size):
+    """Refuse a box SEP cannot interpolate (under 2 pixels wide)."""
+    if box_size[1] < 2:
+        msg = (f'box_size must be at least 2 pixels wide for method "sep" '
+               f'(SEP cannot interpolate 1-pixel-wide meshes), got {box_size}')
+        raise ValueError(msg)
+
+
+def single_pixel_rows(shape, box_size):
     """
-    ``mask`` that also excludes every mesh of one pixel (a new array), or
-    ``mask`` itself if there is none.
+    The rows of the last column of an image of ``shape`` that lie in
+    meshes of one pixel, or `None`.
 
     An image one pixel wider than a multiple of the box has a last mesh
     column one pixel wide; where that column meets a one-pixel mesh row
@@ -44,15 +52,31 @@ def _without_single_pixels(mask, box_size):
     a single pixel has no noise estimate and its map goes off by many
     sigma around it. Excluded, the mesh is filled from its neighbours,
     as any mesh with too few usable pixels.
+
+    Examples
+    --------
+    >>> from ezbkg_ccd.estimators import single_pixel_rows
+    >>> single_pixel_rows((65, 65), (32, 32)), single_pixel_rows((64, 65),
+    ...                                                          (32, 32))
+    (slice(64, 65, None), None)
     """
-    height, width = mask.shape
+    height, width = shape
     if width % box_size[1] != 1:
-        return mask
+        return None
     if box_size[0] == 1:
-        rows = slice(None)
-    elif height % box_size[0] == 1:
-        rows = slice(height - 1, height)
-    else:
+        return slice(None)
+    if height % box_size[0] == 1:
+        return slice(height - 1, height)
+    return None
+
+
+def _without_single_pixels(mask, box_size):
+    """
+    ``mask`` that also excludes every mesh of one pixel (a new array), or
+    ``mask`` itself if there is none (see `single_pixel_rows`).
+    """
+    rows = single_pixel_rows(mask.shape, box_size)
+    if rows is None:
         return mask
     mask = mask.copy()
     mask[rows, -1] = True
@@ -97,10 +121,7 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
     >>> estimate.global_back, estimate.background().dtype
     (3.0, dtype('float32'))
     """
-    if box_size[1] < 2:
-        msg = (f'box_size must be at least 2 pixels wide for method "sep" '
-               f'(SEP cannot interpolate 1-pixel-wide meshes), got {box_size}')
-        raise ValueError(msg)
+    check_sep_box(box_size)
     if n_jobs is not None:
         if n_threads != 1:
             msg = 'give n_threads only (n_jobs is its deprecated name)'

@@ -33,6 +33,8 @@ from scipy import ndimage
 
 from ezbkg_ccd import _engine
 from ezbkg_ccd._conditioning import (
+    SAMPLE_LEAST,
+    SAMPLE_STEP,
     Conditioning,
     lazy_refusal,
     sentinel_limit,
@@ -42,7 +44,8 @@ from ezbkg_ccd._dask import chunk_rows, dask_array, is_dask, with_mask
 from ezbkg_ccd._sep.lazy import mesh_chunks, sep_maps
 from ezbkg_ccd._uncertainty import subtracted_uncertainty
 from ezbkg_ccd.background import Background
-from ezbkg_ccd.masks import rule_saturation, zero_is_sky
+from ezbkg_ccd.estimators import check_sep_box, single_pixel_rows
+from ezbkg_ccd.masks import rule_saturation, zeros_are_sky
 from ezbkg_ccd.registry import BackgroundEstimate
 
 __all__ = ['is_lazy', 'lazy_estimate', 'lazy_subtract']
@@ -50,10 +53,6 @@ __all__ = ['is_lazy', 'lazy_estimate', 'lazy_subtract']
 #: Every option of the ``'sep'`` estimator that a lazy estimate takes,
 #: with the one value it can take.
 _LAZY_OPTIONS = {'interpolation': 'spline', 'edge': 'spline'}
-
-#: About how many values of the frame are sampled for its level and
-#: spread.
-_SAMPLE_SIZE = 2**22
 
 #: 8-neighbour connectivity of zeroed regions, as in memory.
 _NEIGHBOURS = np.ones((3, 3), bool)
@@ -90,11 +89,14 @@ def _rows(chunks, width, itemsize):
 def _as_dask(array, chunks, *, name=None):
     """``array`` (NumPy or Dask) as a Dask array chunked as ``chunks``;
     with a ``name``, one that must have the image shape."""
-    array = dask_array().asarray(array)
     shape = tuple(sum(sizes) for sizes in chunks)
-    if name is not None and array.shape != shape:
-        msg = f'{name} must have the image shape {shape}, got {array.shape}'
+    if name is not None and np.shape(array) != shape:
+        msg = (f'{name} must have the image shape {shape}, got '
+               f'{np.shape(array)}')
         raise ValueError(msg)
+    if not is_dask(array):  # name=False: no hash of a large array
+        array = dask_array().from_array(np.asanyarray(array), chunks=chunks,
+                                        name=False)
     return array if array.chunks == chunks else array.rechunk(chunks)
 
 
@@ -115,6 +117,7 @@ def check_lazy(settings, source_mask):
     if settings.method != 'sep':
         msg = f"method must be 'sep' {where}, got {settings.method!r}"
         raise ValueError(msg)
+    check_sep_box(settings.box_size)
     for key, value in settings.options.items():
         if _LAZY_OPTIONS.get(key, ()) != value:
             msg = (f'{key}={value!r} is not available {where}: only '
@@ -134,31 +137,52 @@ def check_lazy(settings, source_mask):
 class _Survey:
     """What `_survey` found in one chunk."""
 
-    bounds: tuple
+    bounds: tuple  # of the valid values
     nonfinite: bool
     sentinels: bool
     saturated: bool
-    sample: np.ndarray
+    finite: tuple  # the sampled finite values; all of them if few, or None
+    valid: tuple  # the sampled valid values; all of them if few, or None
     zeros: tuple | None  # (count, sizes, first row, last row) of labels
 
 
-def _survey(block, *, limit, level, zero_area, step):
-    """Survey one chunk of the working frame (see the module)."""
-    low = float(np.fmin.reduce(block, axis=None))
+#: A chunk with at most this many finite (or valid) values also gives
+#: them all, for a frame whose sample would be too small.
+_FEW = SAMPLE_STEP * SAMPLE_LEAST
+
+
+def _sampled(values, keep, start):
+    """The values ``keep`` keeps among every `SAMPLE_STEP`-th (from
+    ``start``), and all it keeps if they are few."""
+    every = None
+    if np.count_nonzero(keep) <= _FEW:
+        every = values[keep]
+    return values.ravel()[start::SAMPLE_STEP][
+        keep.ravel()[start::SAMPLE_STEP]], every
+
+
+def _survey(block, *masks, start, limit, level, zero_area):
+    """
+    Survey one chunk of the working frame (see the module): what is
+    invalid in it, the bounds of its valid values, the samples of
+    ``zero_is_sky`` and ``float32_offset`` as in memory (every
+    `SAMPLE_STEP`-th pixel of the frame: from ``start`` in this chunk),
+    and its zeroed regions.
+    """
+    finite = np.isfinite(block)
+    nonfinite = not finite.all()
     high = float(np.fmax.reduce(block, axis=None))
     saturated = level is not None and high >= level
-    nonfinite = not np.isfinite([low, high]).all() or bool(
-        np.isnan(block).any())
-    sentinels = low <= limit
-    if nonfinite or sentinels:  # the bounds of the usable values alone
-        usable = np.isfinite(block)
-        marked = usable & (block <= limit)
-        sentinels = bool(marked.any())  # -inf is not a marker: non-finite
-        usable &= ~marked
-        low = float(block.min(where=usable, initial=np.inf))
-        high = float(block.max(where=usable, initial=-np.inf))
-    sample = block.ravel()[::step]
-    sample = sample[np.isfinite(sample) & (sample > limit)]
+    valid = finite.copy()
+    for mask in masks:
+        valid &= ~mask
+    marked = valid & (block <= limit)  # SEP's markers of missing data
+    valid &= ~marked
+    if level is not None:
+        with np.errstate(invalid='ignore'):
+            valid &= ~(block >= level)
+    bounds = (float(block.min(where=valid, initial=np.inf)),
+              float(block.max(where=valid, initial=-np.inf)))
     zeros = None
     if zero_area is not None:
         zeroed = block == 0
@@ -166,8 +190,18 @@ def _survey(block, *, limit, level, zero_area, step):
             labels, count = ndimage.label(zeroed, structure=_NEIGHBOURS)
             zeros = (count, np.bincount(labels.ravel(), minlength=count + 1),
                      labels[0].copy(), labels[-1].copy())
-    return _Survey((low, high), nonfinite, sentinels, saturated, sample,
-                   zeros)
+    return _Survey(bounds, nonfinite, bool(marked.any()), saturated,
+                   _sampled(block, finite, start),
+                   _sampled(block, valid, start), zeros)
+
+
+def _joined_sample(parts):
+    """The frame's sample from its chunks' (as `_sampled` gives them)."""
+    sample = np.concatenate([strided for strided, _ in parts])
+    if sample.size < SAMPLE_LEAST and all(
+            every is not None for _, every in parts):
+        return np.concatenate([every for _, every in parts])
+    return sample
 
 
 def _joined(parent, pairs):
@@ -267,15 +301,6 @@ def _invalid_block(block, *extra, level, limit, sentinels, block_info=None):
     return invalid
 
 
-@dataclasses.dataclass(frozen=True)
-class _LazyFrame:
-    """A Dask frame made ready: what `ezbkg_ccd._engine.Frame` is in
-    memory, with the invalid pixels still to compute."""
-
-    frame: _engine.Frame
-    masks: tuple
-
-
 def lazy_frame(ccd, mask, rule, *, box_height, chunks=None, target=None):
     """
     The `~ezbkg_ccd._engine.Frame` of a frame to process lazily (its
@@ -291,33 +316,41 @@ def lazy_frame(ccd, mask, rule, *, box_height, chunks=None, target=None):
     work = lazy_data(ccd.data, box_height=box_height, chunks=chunks)
     limit = sentinel_limit(work.dtype)
     level = rule_saturation(ccd, rule)
-    step = max(1, work.size // _SAMPLE_SIZE)
+    masks = [_as_dask(given, work.chunks, name=name).astype(bool)
+             for name, given in (('ccd.mask', ccd.mask), ('mask', mask))
+             if given is not None]
+    starts = -np.cumsum((0, *work.chunks[0][:-1])) * work.shape[1]
     surveys = dask.compute(*(
-        dask.delayed(_survey, pure=True)(block, limit=limit, level=level,
-                                         zero_area=rule.zero_area, step=step)
-        for block in work.to_delayed().ravel()))
-    sample = np.concatenate([survey.sample for survey in surveys])
+        dask.delayed(_survey, pure=True)(
+            block, *(mask.blocks[index] for mask in masks),
+            start=int(starts[index] % SAMPLE_STEP), limit=limit, level=level,
+            zero_area=rule.zero_area)
+        for index, block in enumerate(work.to_delayed().ravel())))
     bounds = (min(survey.bounds[0] for survey in surveys),
               max(survey.bounds[1] for survey in surveys))
+    if bounds[0] > bounds[1]:
+        msg = ('ccd has no valid pixels: every pixel is masked, non-finite '
+               "or at or below -1e30 (SEP's marker of missing data)")
+        raise ValueError(msg)
     sentinels = any(survey.sentinels for survey in surveys)
-    why = lazy_refusal(bounds, sample, work.dtype, markers=sentinels)
+    why = lazy_refusal(bounds, _joined_sample([survey.valid
+                                               for survey in surveys]),
+                       work.dtype, markers=sentinels)
     if why:
         msg = (f'ccd cannot be processed in chunks: {why}; process it in '
                'memory (without chunks=)')
         raise ValueError(msg)
     tables = None
-    if rule.zero_area is not None and not zero_is_sky(sample):
+    if rule.zero_area is not None and not zeros_are_sky(
+            _joined_sample([survey.finite for survey in surveys])):
         tables = zero_area_tables([survey.zeros for survey in surveys],
                                   rule.zero_area)
         if not any(table is not None for table in tables):
             tables = None
-    masks, sources = [], []
-    if any(survey.nonfinite for survey in surveys):
-        sources.append('nonfinite')
-    for name, given in (('ccd.mask', ccd.mask), ('mask', mask)):
-        if given is not None:
-            masks.append(_as_dask(given, work.chunks, name=name).astype(bool))
-            sources.append(name)
+    sources = ['nonfinite'] if any(survey.nonfinite
+                                   for survey in surveys) else []
+    sources += [name for name, given in (('ccd.mask', ccd.mask),
+                                         ('mask', mask)) if given is not None]
     if any(survey.saturated for survey in surveys):
         sources.append('saturated')
     if tables is not None:
@@ -352,22 +385,29 @@ def lazy_estimate(ccd, settings, *, mask, rule, source_mask=None,
     check_lazy(settings, source_mask)
     frame = lazy_frame(ccd, mask, rule, box_height=settings.box_size[0],
                        chunks=chunks, target=target)
-    excluded = frame.invalid if frame.invalid_sources else None
+    work, counted = frame.work, []
+    excluded = None
+    if frame.invalid_sources:
+        excluded = frame.invalid
+        counted.append(frame.invalid)
     if source_mask is not None:
-        source_mask = _as_dask(source_mask, frame.work.chunks,
+        source_mask = _as_dask(source_mask, work.chunks,
                                name='source_mask').astype(bool)
         excluded = (source_mask if excluded is None
                     else excluded | source_mask)
+        counted.append(source_mask)
+    rows = single_pixel_rows(work.shape, settings.box_size)
+    if rows is not None:  # excluded in memory by the estimator too
+        single = dask_array().zeros(work.shape, dtype=bool,
+                                    chunks=work.chunks)
+        single[rows, -1] = True
+        excluded = single if excluded is None else excluded | single
     bh, bw = settings.box_size
-    maps = sep_maps(frame.work, excluded, bw=bw, bh=bh,
+    maps = sep_maps(work, excluded, bw=bw, bh=bh,
                     fw=settings.filter_size[1], fh=settings.filter_size[0],
-                    fthresh=settings.filter_threshold)
-    counts = (maps.invalid_count, None)
-    if source_mask is not None:
-        import dask
-
-        counts = tuple(int(count) for count in dask.compute(
-            frame.invalid.sum(), source_mask.sum()))
+                    fthresh=settings.filter_threshold, counted=tuple(counted))
+    counts = list(maps.counts)
+    invalid_count = counts.pop(0) if frame.invalid_sources else 0
     global_rms = maps.global_rms
     if global_rms == 1.0 and not maps.grids[2].any():
         global_rms = 0.0  # SEP's 1.0: no mesh has any noise
@@ -375,8 +415,8 @@ def lazy_estimate(ccd, settings, *, mask, rule, source_mask=None,
                                 global_rms, is_2d=True,
                                 samples_per_estimate=bh * bw)
     header = _engine.provenance(frame, settings, result,
-                                invalid_count=counts[0],
-                                source_count=counts[1])
+                                invalid_count=invalid_count,
+                                source_count=counts[0] if counts else None)
     return Background(maps.back, maps.rms, header, source_mask=source_mask,
                       invalid_mask=frame.invalid, shape=frame.work.shape)
 

@@ -17,6 +17,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from scipy import ndimage
 
 from ezbkg_ccd import _engine
+from ezbkg_ccd._conditioning import SAMPLE_LEAST, SAMPLE_STEP
 from ezbkg_ccd._sep import strips
 from ezbkg_ccd._validation import (
     DEFAULT_RULE,
@@ -43,9 +44,6 @@ _RAW_UNITS = (u.adu, u.count, u.dimensionless_unscaled)
 #: Exact zeros are sky, not a filled area, in integer-valued data whose
 #: level is within this many spreads of 0 (photon counting, low counts).
 _ZERO_IS_SKY = 5.0
-
-#: Every how many pixels the level of the data is sampled.
-_SAMPLE_STEP = 97
 
 
 def saturation_level(header):
@@ -83,10 +81,15 @@ def zero_is_sky(data):
     integer-valued (counts) and their level is within `_ZERO_IS_SKY`
     spreads (MAD) of 0. Float sky noise is never exactly 0.
     """
-    sample = data.ravel()[::_SAMPLE_STEP]
+    sample = data.ravel()[::SAMPLE_STEP]
     sample = sample[np.isfinite(sample)]
-    if sample.size < 100:
+    if sample.size < SAMPLE_LEAST:
         sample = data[np.isfinite(data)]
+    return zeros_are_sky(sample)
+
+
+def zeros_are_sky(sample):
+    """`zero_is_sky` of the sample of finite values it takes."""
     sample = sample.astype(np.float64)
     if not np.array_equal(sample, np.round(sample)):
         return False

@@ -18,6 +18,7 @@ unified I/O as the ``fits`` format of `~ezbkg_ccd.Background`, behind
 `Background.write <ezbkg_ccd.Background.write>`.
 """
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -325,6 +326,20 @@ def _background_from_hdulist(hdulist, path, extver=1):
     return Background(data, rms, header)
 
 
+@contextlib.contextmanager
+def _opened(path):
+    """``path`` opened to copy its arrays: memory-mapped, unless an HDU
+    is scaled (``BZERO``, ``BSCALE``, ``BLANK``: unsigned integers, say),
+    which astropy cannot map."""
+    with open_fits(path, memmap=True) as hdulist:
+        if not any(key in hdu.header for hdu in hdulist
+                   for key in ('BZERO', 'BSCALE', 'BLANK')):
+            yield hdulist
+            return
+    with open_fits(path) as hdulist:
+        yield hdulist
+
+
 def read_background(path):
     """
     Read the background of a standalone or a science file.
@@ -348,7 +363,7 @@ def read_background(path):
     ValueError
         If it has no ``BKG`` HDU or that HDU is malformed.
     """
-    with open_fits(path, memmap=True) as hdulist:
+    with _opened(path) as hdulist:
         background = _background_from_hdulist(hdulist, path)
     if background is None:
         msg = f'{str(path)!r} holds no background (no BKG HDU)'
@@ -385,7 +400,7 @@ def read_with_background(path, *, hdu=None):
         also if the file holds backgrounds, but none of the image's
         ``EXTVER``.
     """
-    with open_fits(path, memmap=True) as hdulist:  # the arrays are copied
+    with _opened(path) as hdulist:
         index = image_index(hdulist, hdu, path)
         extver = hdulist[index].header.get('EXTVER', 1) if index else 1
         background = _background_from_hdulist(hdulist, path, extver)

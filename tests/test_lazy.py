@@ -99,13 +99,15 @@ class TestMaps:
         invalid = mask | ~np.isfinite(data)
         frame = da.from_array(np.where(invalid, np.nan, data),
                               chunks=(96, -1))
-        maps = sep_maps(frame, da.from_array(invalid, chunks=(96, -1)),
-                        bw=32, bh=32, fw=3, fh=5, fthresh=0.0,
-                        band_bytes=band_bytes)
+        invalid_frame = da.from_array(invalid, chunks=(96, -1))
+        maps = sep_maps(frame, invalid_frame, bw=32, bh=32, fw=3, fh=5,
+                        fthresh=0.0, band_bytes=band_bytes,
+                        counted=(invalid_frame, ~invalid_frame))
         single = sep.Background(data, mask=invalid, bw=32, bh=32, fw=3, fh=5)
         np.testing.assert_array_equal(maps.back.compute(), single.back())
         np.testing.assert_array_equal(maps.rms.compute(), single.rms())
-        assert maps.invalid_count == np.count_nonzero(invalid)
+        assert maps.counts == (np.count_nonzero(invalid),
+                               np.count_nonzero(~invalid))
 
     def test_dask_input_and_odd_chunks(self, hard_sky):
         """A Dask array in square, irregular chunks is processed lazily
@@ -520,3 +522,108 @@ class TestCommandLine:
 def test_mesh_chunks_whole_meshes():
     assert mesh_chunks(1000, 64, 1) == (64,) * 15 + (40,)
     assert sum(mesh_chunks(12345, 48, 1000)) == 12345
+
+
+class TestBreaks:
+    """Cases a fuzzing run broke: each now as in memory, or refused."""
+
+    def test_single_pixel_corner_mesh(self):
+        """SEP's one-pixel corner mesh is excluded as in memory."""
+        data = np.random.default_rng(1).normal(100, 5, (65, 97))
+        for box in (32, (1, 32)):
+            assert_same_background(
+                estimate_background(data, box_size=box, chunks=16),
+                estimate_background(data, box_size=box))
+
+    def test_masked_markers_are_not_listed(self):
+        data = np.random.default_rng(2).normal(100, 5, (128, 128))
+        data[5, 5], data[6, 6] = -1e31, -np.inf
+        mask = np.zeros(data.shape, bool)
+        mask[5, 5] = True
+        lazy = estimate_background(data, box_size=32, mask=mask, chunks=40)
+        assert lazy.header['BKGINVM'] == 'nonfinite+mask'
+        assert_same_background(lazy, estimate_background(
+            data, box_size=32, mask=mask))
+
+    def test_zeros_are_sky_from_the_same_sample(self):
+        """The sample that tells sky zeros from zeroed areas is the one of
+        memory, whatever NaNs are in the frame."""
+        data = np.random.default_rng(0).poisson(3, (200, 200)).astype('f4')
+        data[:, 150:] = 0
+        data[0, 0], data[0, 1] = np.nan, 0.5
+        lazy = estimate_background(data, box_size=32, chunks=64)
+        eager = estimate_background(data, box_size=32)
+        assert_same_background(lazy, eager)
+        np.testing.assert_array_equal(lazy.invalid_mask.compute(),
+                                      eager.invalid_mask)
+
+    def test_refusal_uses_the_valid_pixels(self):
+        """Masked or saturated extreme pixels do not make a frame need
+        rescaling; valid ones do, as in memory."""
+        rng = np.random.default_rng(3)
+        data = rng.normal(100, 5, (128, 128))
+        mask = np.zeros(data.shape, bool)
+        mask[10, 10], data[10, 10], data[3, 3] = True, 1e35, 1e35
+        assert_same_background(
+            estimate_background(data, box_size=32, mask=mask,
+                                saturation=1000, chunks=64),
+            estimate_background(data, box_size=32, mask=mask,
+                                saturation=1000))
+        high = 1e12 + rng.normal(0, 1, (128, 128))
+        high[:, :40] = rng.normal(0, 1, (128, 40))
+        masked = np.zeros(high.shape, bool)
+        masked[:, :40] = True
+        counts = np.random.default_rng(4).integers(
+            10**6 - 10, 10**6 + 10, (128, 128)).astype(np.int32)
+        for frame, given in ((high, masked), (counts, None)):
+            with pytest.raises(ValueError, match='level is over 1e4 times'):
+                estimate_background(frame, box_size=32, mask=given,
+                                    chunks=64)
+
+    def test_one_pixel_wide_box(self):
+        with pytest.raises(ValueError, match='at least 2 pixels wide'):
+            estimate_background(np.ones((64, 64)), box_size=(8, 1),
+                                chunks=16)
+
+    def test_scaled_float_image(self, tmp_path):
+        hdu = fits.PrimaryHDU(np.arange(64.0, dtype=np.float32).reshape(8, 8))
+        hdu.header['BSCALE'], hdu.header['BZERO'] = 2.0, 1000.0
+        hdu.writeto(tmp_path / 'scaled.fits')
+        np.testing.assert_array_equal(
+            lazy_ccddata(tmp_path / 'scaled.fits', rows=3).data.compute(),
+            fits.getdata(tmp_path / 'scaled.fits'))
+
+    def test_unsigned_and_square_chunks_written(self, tmp_path):
+        """Unsigned integers (stored with BZERO) and chunks that do not
+        hold whole rows are written as given, and read back."""
+        values = np.random.default_rng(5).integers(0, 65535, (50, 75))
+        for dtype in (np.uint16, np.uint32, np.float32):
+            data = da.from_array(values.astype(dtype), chunks=(25, 25))
+            path = tmp_path / f'{np.dtype(dtype).name}.fits'
+            write_streamed(path, [(fits.PrimaryHDU(np.zeros((1, 1), dtype)),
+                                   data)])
+            np.testing.assert_array_equal(fits.getdata(path), values)
+        ccd = CCDData(values.astype(np.uint16), unit='adu')
+        write_with_background(ccd, estimate_background(ccd, box_size=25),
+                              tmp_path / 'memory.fits')
+        again, _ = read_with_background(tmp_path / 'memory.fits')
+        np.testing.assert_array_equal(again.data, values)
+
+    def test_compressed_name_refused(self, tmp_path):
+        data = np.random.default_rng(6).normal(5, 1, (64, 64))
+        with pytest.raises(ValueError, match='cannot be compressed'):
+            write_with_background(
+                subtract_background(data, box_size=32, chunks=32),
+                estimate_background(data, box_size=32, chunks=32),
+                tmp_path / 'out.fits.gz')
+        assert not os.listdir(tmp_path)
+
+    def test_load_computes_the_masks(self):
+        data = np.random.default_rng(7).normal(5, 1, (64, 64))
+        data[3, 3] = np.nan
+        sources = np.zeros(data.shape, bool)
+        sources[10:20, 10:20] = True
+        loaded = estimate_background(data, box_size=32, chunks=32,
+                                     source_mask=sources).load()
+        assert isinstance(loaded.invalid_mask, np.ndarray)
+        np.testing.assert_array_equal(loaded.source_mask, sources)

@@ -68,8 +68,8 @@ class LazyMaps:
         SEP's global values.
     grids : (back, dback, sigma, dsigma)
         The joined mesh grids and their spline coefficients.
-    invalid_count : int
-        The number of pixels the mask excluded.
+    counts : tuple of int
+        The number of `True` pixels of each array ``counted``.
     """
 
     back: object
@@ -77,16 +77,17 @@ class LazyMaps:
     global_back: float
     global_rms: float
     grids: tuple
-    invalid_count: int
+    counts: tuple
 
 
-def _band_task(data, mask, *, band, read, own, options):
-    """`band_meshes` of a block, with the number of masked pixels it owns."""
-    counted = 0 if mask is None else int(np.count_nonzero(mask[own]))
-    if counted == 0 and mask is not None and not mask.any():
+def _band_task(data, mask, *counted, band, read, own, options):
+    """`band_meshes` of a block, and the `True` pixels that the band
+    owns in each of the ``counted`` blocks."""
+    if mask is not None and not mask.any():
         mask = None  # SEP is faster without one, and its maps the same
     return (*band_meshes(np.ascontiguousarray(data), mask, band=band,
-                         read=read, **options), counted)
+                         read=read, **options),
+            tuple(int(np.count_nonzero(block[own])) for block in counted))
 
 
 def _interpolate_block(block, grids, *, which, bw, bh, height,
@@ -103,7 +104,8 @@ def _interpolate_block(block, grids, *, which, bw, bh, height,
     return out
 
 
-def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES):
+def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES,
+             counted=()):
     """
     SEP's background and RMS maps of a Dask frame, lazily.
 
@@ -121,6 +123,9 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES):
         About how many bytes of the frame each band reads (whole mesh
         rows, at least one): fewer, larger bands repeat fewer rows,
         smaller ones need less memory per task.
+    counted : tuple of `dask.array.Array`, optional
+        Boolean arrays, chunked as ``data``, whose `True` pixels are
+        counted on the way (`LazyMaps.counts`).
 
     Returns
     -------
@@ -161,13 +166,15 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES):
             rows = slice(read[0] * bh, min(read[1] * bh, height))
             own = slice((band[0] - read[0]) * bh, (band[1] - read[0]) * bh)
             made.append(dask.delayed(_band_task, pure=True)(
-                data[rows], None if mask is None else mask[rows], band=band,
-                read=read, own=own, options=options))
+                data[rows], None if mask is None else mask[rows],
+                *(array[rows] for array in counted), band=band, read=read,
+                own=own, options=options))
         return dask.compute(*made)
 
     reads = [first_read(band, mesh_rows, fh) for band in bands]
     results = tasks(zip(bands, reads, strict=True))
-    counted = sum(result[-1] for result in results)
+    counts = tuple(int(sum(column)) for column in zip(
+        *(result[-1] for result in results), strict=True)) if counted else ()
     grids, (global_back, global_rms) = join_bands(
         bands, reads, [result[:-1] for result in results], filter_height=fh,
         recompute=lambda redo: {index: result[:-1] for index, result in zip(
@@ -179,4 +186,4 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES):
                                  dtype=data.dtype, meta=np.empty((0, 0),
                                                                  data.dtype))
                  for which in ('back', 'rms'))
-    return LazyMaps(back, rms, global_back, global_rms, grids, counted)
+    return LazyMaps(back, rms, global_back, global_rms, grids, counts)
