@@ -9,7 +9,7 @@ __all__ = []
 #: Bytes of one chunk of a lazily processed frame (in its working dtype)
 #: when the chunks are chosen automatically: small enough that a few per
 #: worker thread, and their maps, fit in memory.
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 16 * 2**20
 
 #: The smallest share of the available memory above which a frame read
 #: from a FITS file by the command line is processed in chunks.

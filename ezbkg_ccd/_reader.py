@@ -22,6 +22,8 @@ from astropy.nddata import (
 )
 from astropy.nddata.ccddata import _generate_wcs_and_update_header
 
+from ezbkg_ccd._conditioning import work_dtype
+from ezbkg_ccd._dask import chunk_rows, dask_array, with_mask
 from ezbkg_ccd._fits import open_fits
 from ezbkg_ccd._headers import writable_header
 from ezbkg_ccd._wcs import without_unsafe_distortion
@@ -309,7 +311,8 @@ def lazy_ccddata(path, *, hdu=None, unit=None, rows=None):
     hdu, unit
         As for `read_ccddata`.
     rows : int, optional
-        Rows per chunk (by default about 64 MiB of data per chunk).
+        Rows per chunk (by default about 16 MiB of data per chunk, in the
+        dtype the frame is processed in).
 
     Raises
     ------
@@ -317,8 +320,6 @@ def lazy_ccddata(path, *, hdu=None, unit=None, rows=None):
         As `read_ccddata`, and if the image is tile-compressed or the
         file gzipped (neither can be read in part).
     """
-    from ezbkg_ccd._dask import chunk_rows, dask_array, with_mask
-
     array = dask_array()
     source = repr(str(path))
     with open_fits(path) as hdulist:
@@ -346,7 +347,8 @@ def lazy_ccddata(path, *, hdu=None, unit=None, rows=None):
         header, wcs = _image_meta(hdulist, index, hdu, header, source)
 
     def lazy(rows_of):
-        size = rows or chunk_rows(rows_of.shape[1], 8)
+        size = rows or chunk_rows(rows_of.shape[1],
+                                  work_dtype(rows_of.dtype).itemsize)
         return array.from_array(rows_of, chunks=(size, -1), lock=False,
                                 meta=np.empty((0, 0), rows_of.dtype),
                                 name=False)

@@ -152,11 +152,12 @@ _FEW = SAMPLE_STEP * SAMPLE_LEAST
 
 
 def _sampled(values, keep, start):
-    """The values ``keep`` keeps among every `SAMPLE_STEP`-th (from
-    ``start``), and all it keeps if they are few."""
-    every = None
-    if np.count_nonzero(keep) <= _FEW:
-        every = values[keep]
+    """The values ``keep`` keeps (all with `None`) among every
+    `SAMPLE_STEP`-th (from ``start``), and all it keeps if they are few."""
+    if keep is None:  # copies: a view would keep the whole chunk alive
+        every = values.ravel().copy() if values.size <= _FEW else None
+        return values.ravel()[start::SAMPLE_STEP].copy(), every
+    every = values[keep] if np.count_nonzero(keep) <= _FEW else None
     return values.ravel()[start::SAMPLE_STEP][
         keep.ravel()[start::SAMPLE_STEP]], every
 
@@ -169,20 +170,26 @@ def _survey(block, *masks, start, limit, level, zero_area):
     `SAMPLE_STEP`-th pixel of the frame: from ``start`` in this chunk),
     and its zeroed regions.
     """
-    finite = np.isfinite(block)
-    nonfinite = not finite.all()
+    low = float(np.fmin.reduce(block, axis=None))
     high = float(np.fmax.reduce(block, axis=None))
     saturated = level is not None and high >= level
-    valid = finite.copy()
-    for mask in masks:
-        valid &= ~mask
-    marked = valid & (block <= limit)  # SEP's markers of missing data
-    valid &= ~marked
-    if level is not None:
-        with np.errstate(invalid='ignore'):
-            valid &= ~(block >= level)
-    bounds = (float(block.min(where=valid, initial=np.inf)),
-              float(block.max(where=valid, initial=-np.inf)))
+    finite = valid = None  # every pixel, in a clean chunk
+    nonfinite = marked = False
+    if (masks or saturated or not np.isfinite([low, high]).all()
+            or low <= limit or np.isnan(block).any()):
+        finite = np.isfinite(block)
+        nonfinite = not finite.all()
+        valid = finite.copy()
+        for mask in masks:
+            valid &= ~mask
+        marked = valid & (block <= limit)  # SEP's markers of missing data
+        valid &= ~marked
+        marked = bool(marked.any())
+        if level is not None:
+            with np.errstate(invalid='ignore'):
+                valid &= ~(block >= level)
+        low = float(block.min(where=valid, initial=np.inf))
+        high = float(block.max(where=valid, initial=-np.inf))
     zeros = None
     if zero_area is not None:
         zeroed = block == 0
@@ -190,7 +197,7 @@ def _survey(block, *masks, start, limit, level, zero_area):
             labels, count = ndimage.label(zeroed, structure=_NEIGHBOURS)
             zeros = (count, np.bincount(labels.ravel(), minlength=count + 1),
                      labels[0].copy(), labels[-1].copy())
-    return _Survey(bounds, nonfinite, bool(marked.any()), saturated,
+    return _Survey((low, high), nonfinite, marked, saturated,
                    _sampled(block, finite, start),
                    _sampled(block, valid, start), zeros)
 
@@ -405,7 +412,8 @@ def lazy_estimate(ccd, settings, *, mask, rule, source_mask=None,
     bh, bw = settings.box_size
     maps = sep_maps(work, excluded, bw=bw, bh=bh,
                     fw=settings.filter_size[1], fh=settings.filter_size[0],
-                    fthresh=settings.filter_threshold, counted=tuple(counted))
+                    fthresh=settings.filter_threshold, counted=tuple(counted),
+                    all_usable=excluded is None)
     counts = list(maps.counts)
     invalid_count = counts.pop(0) if frame.invalid_sources else 0
     global_rms = maps.global_rms

@@ -32,7 +32,7 @@ from ezbkg_ccd.meshes import mesh_count
 __all__ = ['LazyMaps', 'mesh_chunks', 'sep_maps', 'BAND_BYTES']
 
 #: About how many bytes of the frame one band reads by default.
-BAND_BYTES = 128 * 2**20
+BAND_BYTES = 256 * 2**20
 
 
 def mesh_chunks(height, box_height, rows):
@@ -105,7 +105,7 @@ def _interpolate_block(block, grids, *, which, bw, bh, height,
 
 
 def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES,
-             counted=()):
+             counted=(), all_usable=False):
     """
     SEP's background and RMS maps of a Dask frame, lazily.
 
@@ -126,6 +126,9 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES,
     counted : tuple of `dask.array.Array`, optional
         Boolean arrays, chunked as ``data``, whose `True` pixels are
         counted on the way (`LazyMaps.counts`).
+    all_usable : bool, optional
+        Whether every pixel is known to be usable (``mask`` is `None`, no
+        pixel is NaN or at or below -1e30), so that no mesh is bad.
 
     Returns
     -------
@@ -158,7 +161,8 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES,
     mesh_rows = mesh_count(height, bh)
     per_band = max(1, band_bytes // (bh * width * data.dtype.itemsize))
     bands = mesh_bands(mesh_rows, -(-mesh_rows // per_band))
-    options = {'bw': bw, 'bh': bh, 'fw': fw, 'fh': fh, 'fthresh': fthresh}
+    options = {'bw': bw, 'bh': bh, 'fw': fw, 'fh': fh, 'fthresh': fthresh,
+               'all_usable': all_usable and mask is None}
 
     def tasks(items):
         made = []

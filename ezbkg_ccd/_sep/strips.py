@@ -191,7 +191,8 @@ def first_read(band, mesh_rows, filter_height):
     return max(band[0] - half, 0), min(band[1] + half, mesh_rows)
 
 
-def band_meshes(data, mask, *, band, read, bw, bh, fw, fh, fthresh):
+def band_meshes(data, mask, *, band, read, bw, bh, fw, fh, fthresh,
+                all_usable=False):
     """
     The bad meshes and SEP's filtered mesh rows of the mesh rows
     ``band``, from a block of the frame holding the mesh rows ``read``.
@@ -207,6 +208,9 @@ def band_meshes(data, mask, *, band, read, bw, bh, fw, fh, fthresh):
         First and end mesh row of the band, and of the block.
     bw, bh, fw, fh, fthresh
         As for `sep.Background`.
+    all_usable : bool, optional
+        Whether every pixel is known to be usable (no mask, no NaN, none
+        at or below -1e30), so that no mesh is bad, unchecked.
 
     Returns
     -------
@@ -216,7 +220,12 @@ def band_meshes(data, mask, *, band, read, bw, bh, fw, fh, fthresh):
     """
     mask = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
     own = slice((band[0] - read[0]) * bh, (band[1] - read[0]) * bh)
-    bad = _bad_meshes(data[own], None if mask is None else mask[own], bw, bh)
+    if all_usable:
+        bad = np.zeros((band[1] - band[0], mesh_count(data.shape[1], bw)),
+                       dtype=bool)
+    else:
+        bad = _bad_meshes(data[own], None if mask is None else mask[own],
+                          bw, bh)
     grids = filtered_meshes(data, mask, rows=slice(0, data.shape[0]), bw=bw,
                             bh=bh, fw=fw, fh=fh, fthresh=fthresh)
     return (bad, *(grid[band[0] - read[0]:band[1] - read[0]]
