@@ -8,8 +8,10 @@ __all__ = []
 
 #: Bytes of one chunk of a lazily processed frame (in its working dtype)
 #: when the chunks are chosen automatically: small enough that a few per
-#: worker thread, and their maps, fit in memory.
-CHUNK_BYTES = 16 * 2**20
+#: worker thread, and their maps, fit in memory; large enough that the
+#: rows each chunk also reads for SEP's median filter (two rows of
+#: meshes, with the default filter) cost little.
+CHUNK_BYTES = 64 * 2**20
 
 #: The smallest share of the available memory above which a frame read
 #: from a FITS file by the command line is processed in chunks.
@@ -53,6 +55,20 @@ def chunk_rows(width, itemsize, chunk_bytes=CHUNK_BYTES):
     (512, 1)
     """
     return max(1, chunk_bytes // (width * itemsize))
+
+
+def mesh_rows(rows, box_height):
+    """
+    ``rows`` rounded to whole rows of meshes ``box_height`` high (at
+    least one).
+
+    Examples
+    --------
+    >>> from ezbkg_ccd._dask import mesh_rows
+    >>> mesh_rows(300, 64), mesh_rows(10, 64)
+    (320, 64)
+    """
+    return max(1, round(rows / box_height)) * box_height
 
 
 def available_memory():

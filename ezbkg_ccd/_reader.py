@@ -23,7 +23,7 @@ from astropy.nddata import (
 from astropy.nddata.ccddata import _generate_wcs_and_update_header
 
 from ezbkg_ccd._conditioning import work_dtype
-from ezbkg_ccd._dask import chunk_rows, dask_array, with_mask
+from ezbkg_ccd._dask import chunk_rows, dask_array, mesh_rows, with_mask
 from ezbkg_ccd._fits import open_fits
 from ezbkg_ccd._headers import writable_header
 from ezbkg_ccd._wcs import without_unsafe_distortion
@@ -222,6 +222,9 @@ def _image_meta(hdulist, index, hdu, header, source):
     return _generate_wcs_and_update_header(header)
 
 
+#: The box height the chunks of a lazily read file are fitted to.
+_BOX_HEIGHT = 64
+
 #: The first bytes of the compressed files astropy reads (gzip, bzip2,
 #: zip), which cannot be read in part.
 _COMPRESSED = (b'\x1f\x8b', b'BZh', b'PK\x03\x04')
@@ -311,8 +314,9 @@ def lazy_ccddata(path, *, hdu=None, unit=None, rows=None):
     hdu, unit
         As for `read_ccddata`.
     rows : int, optional
-        Rows per chunk (by default about 16 MiB of data per chunk, in the
-        dtype the frame is processed in).
+        Rows per chunk (by default the chunks that
+        `~ezbkg_ccd.estimate_background` makes with the default box:
+        about 64 MiB in the dtype the frame is processed in).
 
     Raises
     ------
@@ -347,8 +351,9 @@ def lazy_ccddata(path, *, hdu=None, unit=None, rows=None):
         header, wcs = _image_meta(hdulist, index, hdu, header, source)
 
     def lazy(rows_of):
-        size = rows or chunk_rows(rows_of.shape[1],
-                                  work_dtype(rows_of.dtype).itemsize)
+        size = rows or mesh_rows(chunk_rows(
+            rows_of.shape[1], work_dtype(rows_of.dtype).itemsize),
+            _BOX_HEIGHT)
         return array.from_array(rows_of, chunks=(size, -1), lock=False,
                                 meta=np.empty((0, 0), rows_of.dtype),
                                 name=False)

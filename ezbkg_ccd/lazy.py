@@ -103,7 +103,9 @@ def _as_dask(array, chunks, *, name=None):
 def lazy_data(data, *, box_height, chunks=None):
     """
     ``data`` (NumPy or Dask) as a Dask frame in its working dtype,
-    chunked in whole rows of meshes ``box_height`` rows high.
+    chunked in whole rows of meshes ``box_height`` high, about ``chunks``
+    rows each: each chunk is a band of SEP's statistics
+    (`ezbkg_ccd._sep.lazy`).
     """
     dtype = work_dtype(data.dtype)
     rows = _rows(chunks, data.shape[1], dtype.itemsize)
@@ -327,12 +329,12 @@ def lazy_frame(ccd, mask, rule, *, box_height, chunks=None, target=None):
              for name, given in (('ccd.mask', ccd.mask), ('mask', mask))
              if given is not None]
     starts = -np.cumsum((0, *work.chunks[0][:-1])) * work.shape[1]
-    surveys = dask.compute(*(
+    surveys = dask.compute(*(  # blocks, not to_delayed: each read alone
         dask.delayed(_survey, pure=True)(
-            block, *(mask.blocks[index] for mask in masks),
+            work.blocks[index], *(mask.blocks[index] for mask in masks),
             start=int(starts[index] % SAMPLE_STEP), limit=limit, level=level,
             zero_area=rule.zero_area)
-        for index, block in enumerate(work.to_delayed().ravel())))
+        for index in range(work.numblocks[0])))
     bounds = (min(survey.bounds[0] for survey in surveys),
               max(survey.bounds[1] for survey in surveys))
     if bounds[0] > bounds[1]:
@@ -412,8 +414,8 @@ def lazy_estimate(ccd, settings, *, mask, rule, source_mask=None,
     bh, bw = settings.box_size
     maps = sep_maps(work, excluded, bw=bw, bh=bh,
                     fw=settings.filter_size[1], fh=settings.filter_size[0],
-                    fthresh=settings.filter_threshold, counted=tuple(counted),
-                    all_usable=excluded is None)
+                    fthresh=settings.filter_threshold,
+                    counted=tuple(counted), all_usable=excluded is None)
     counts = list(maps.counts)
     invalid_count = counts.pop(0) if frame.invalid_sources else 0
     global_rms = maps.global_rms

@@ -91,23 +91,28 @@ class TestMaps:
         assert_same_background(lazy, estimate_background(
             data, mask=mask, box_size=box))
 
-    @pytest.mark.parametrize('band_bytes', [1, 50_000, 10**9])
-    def test_bands_any_size(self, hard_sky, band_bytes):
+    @pytest.mark.parametrize('band_rows', [32, 96, 700])
+    def test_bands_any_size(self, hard_sky, band_rows):
         """Bands of one mesh row up to the whole frame give one call's maps
-        (the bands whose bad meshes reach beyond their reads recomputed)."""
+        (the bands whose bad meshes reach beyond their reads recomputed),
+        in maps chunked otherwise."""
         data, mask = hard_sky
         invalid = mask | ~np.isfinite(data)
         frame = da.from_array(np.where(invalid, np.nan, data),
-                              chunks=(96, -1))
-        invalid_frame = da.from_array(invalid, chunks=(96, -1))
+                              chunks=(band_rows, -1))
+        invalid_frame = da.from_array(invalid, chunks=(50, -1))
         maps = sep_maps(frame, invalid_frame, bw=32, bh=32, fw=3, fh=5,
-                        fthresh=0.0, band_bytes=band_bytes,
+                        fthresh=0.0, chunks=((77,) * 9 + (7,), (530,)),
                         counted=(invalid_frame, ~invalid_frame))
         single = sep.Background(data, mask=invalid, bw=32, bh=32, fw=3, fh=5)
         np.testing.assert_array_equal(maps.back.compute(), single.back())
         np.testing.assert_array_equal(maps.rms.compute(), single.rms())
+        assert maps.back.chunks[0][0] == 77
         assert maps.counts == (np.count_nonzero(invalid),
                                np.count_nonzero(~invalid))
+        with pytest.raises(ValueError, match='whole rows of meshes'):
+            sep_maps(frame.rechunk((50, -1)), None, bw=32, bh=32, fw=3,
+                     fh=3, fthresh=0.0)
 
     def test_dask_input_and_odd_chunks(self, hard_sky):
         """A Dask array in square, irregular chunks is processed lazily

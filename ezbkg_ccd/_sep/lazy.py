@@ -4,16 +4,16 @@ SEP's background of a frame on Dask: the bands of `ezbkg_ccd._sep.strips`
 as Dask tasks, the maps as lazy Dask arrays.
 
 A frame larger than memory, or spread over a cluster, is a Dask array
-chunked in rows (`mesh_chunks`). It is cut into bands of mesh rows, of
-about `BAND_BYTES` each:
+chunked in whole rows of meshes (`mesh_chunks`). Each chunk is a band:
 
 1. one task per band reads the band and half the median filter on each
-   side (a slice that Dask assembles from the chunks it spans) and
+   side (slices of its neighbours, which Dask reads or sends alone) and
    returns its bad meshes and filtered mesh rows, a few kilobytes;
 2. the grids are joined here, where the few bands whose bad meshes are
    filled from farther away are computed again from the rows they need;
 3. the maps are `dask.array.map_blocks` of SEP's interpolation of the
-   joined grid, chunk by chunk, never computed here.
+   joined grid, chunk by chunk (chunks of any size: smaller than the
+   bands, to need less memory), never computed here.
 
 Steps 1 and 2 run with ``dask.compute`` on whatever scheduler is in use
 (threads by default, processes, or a `distributed.Client`); step 3 runs
@@ -26,13 +26,10 @@ import dataclasses
 import numpy as np
 
 from ezbkg_ccd._sep.binding import interpolate_rows
-from ezbkg_ccd._sep.strips import band_meshes, first_read, join_bands, mesh_bands
+from ezbkg_ccd._sep.strips import band_meshes, first_read, join_bands
 from ezbkg_ccd.meshes import mesh_count
 
-__all__ = ['LazyMaps', 'mesh_chunks', 'sep_maps', 'BAND_BYTES']
-
-#: About how many bytes of the frame one band reads by default.
-BAND_BYTES = 256 * 2**20
+__all__ = ['LazyMaps', 'mesh_chunks', 'sep_maps']
 
 
 def mesh_chunks(height, box_height, rows):
@@ -90,21 +87,20 @@ def _band_task(data, mask, *counted, band, read, own, options):
             tuple(int(np.count_nonzero(block[own])) for block in counted))
 
 
-def _interpolate_block(block, grids, *, which, bw, bh, height,
+def _interpolate_block(grids, *, which, bw, bh, height, map_dtype,
                        block_info=None):
     """SEP's map ``which`` (``'back'`` or ``'rms'``) of a block of rows."""
-    first = block_info[0]['array-location'][0][0]
-    out = np.empty(block.shape, block.dtype)
+    rows, _ = block_info[None]['array-location']
+    out = np.empty(block_info[None]['chunk-shape'], map_dtype)
     targets = {'back': None, 'rms': None, which: out}
-    interpolate_rows(grids, rows=slice(first, first + block.shape[0]),
-                     first_row=first, height=height, bw=bw, bh=bh,
-                     **targets)
+    interpolate_rows(grids, rows=slice(*rows), first_row=rows[0],
+                     height=height, bw=bw, bh=bh, **targets)
     if which == 'rms':  # a noise level is never negative
         np.maximum(out, 0, out=out)
     return out
 
 
-def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES,
+def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, chunks=None,
              counted=(), all_usable=False):
     """
     SEP's background and RMS maps of a Dask frame, lazily.
@@ -112,17 +108,16 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES,
     Parameters
     ----------
     data : `dask.array.Array`
-        2-D native float32 or float64 frame, chunked in rows (whole
-        rows of meshes save the bands' reads from joining chunks:
-        `mesh_chunks`).
+        2-D native float32 or float64 frame, chunked in whole rows of
+        meshes (`mesh_chunks`): each chunk is a band, read with the rows
+        of its neighbours that the median filter needs.
     mask : `dask.array.Array` of bool or None
         Pixels to exclude, chunked as ``data``.
     bw, bh, fw, fh, fthresh
         As for `sep.Background`.
-    band_bytes : int, optional
-        About how many bytes of the frame each band reads (whole mesh
-        rows, at least one): fewer, larger bands repeat fewer rows,
-        smaller ones need less memory per task.
+    chunks : tuple, optional
+        The chunks of the maps (by default those of ``data``): smaller
+        ones need less memory per task.
     counted : tuple of `dask.array.Array`, optional
         Boolean arrays, chunked as ``data``, whose `True` pixels are
         counted on the way (`LazyMaps.counts`).
@@ -137,7 +132,8 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES,
     Raises
     ------
     ValueError
-        If no mesh has enough usable pixels.
+        If ``data`` is not chunked in whole rows of meshes, or no mesh has
+        enough usable pixels.
 
     Examples
     --------
@@ -148,7 +144,7 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES,
     >>> image = np.random.default_rng(0).normal(5, 1, (512, 256)).astype('f4')
     >>> frame = da.from_array(image, chunks=(128, 256))
     >>> maps = sep_maps(frame, None, bw=32, bh=32, fw=3, fh=3, fthresh=0.0,
-    ...                 band_bytes=2**16)
+    ...                 chunks=((100,) * 5 + (12,), (256,)))
     >>> single = sep.Background(image, bw=32, bh=32)
     >>> bool((maps.back.compute() == single.back()).all())
     True
@@ -156,11 +152,19 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES,
     True
     """
     import dask
+    import dask.array
 
     height, width = data.shape
+    if len(data.chunks[1]) != 1 or any(size % bh
+                                       for size in data.chunks[0][:-1]):
+        msg = (f'data must be chunked in whole rows of meshes ({bh} rows), '
+               f'got chunks {data.chunks}')
+        raise ValueError(msg)
+    edges = np.cumsum((0, *data.chunks[0])) // bh
     mesh_rows = mesh_count(height, bh)
-    per_band = max(1, band_bytes // (bh * width * data.dtype.itemsize))
-    bands = mesh_bands(mesh_rows, -(-mesh_rows // per_band))
+    edges[-1] = mesh_rows
+    bands = [(int(first), int(stop)) for first, stop in
+             zip(edges[:-1], edges[1:], strict=True)]
     options = {'bw': bw, 'bh': bh, 'fw': fw, 'fh': fh, 'fthresh': fthresh,
                'all_usable': all_usable and mask is None}
 
@@ -185,9 +189,8 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, band_bytes=BAND_BYTES,
             redo, tasks((bands[index], read) for index, read in redo.items()),
             strict=True)})
     shared = dask.delayed(grids, pure=True)
-    back, rms = (data.map_blocks(_interpolate_block, shared, which=which,
-                                 bw=bw, bh=bh, height=height,
-                                 dtype=data.dtype, meta=np.empty((0, 0),
-                                                                 data.dtype))
-                 for which in ('back', 'rms'))
+    back, rms = (dask.array.map_blocks(
+        _interpolate_block, shared, which=which, bw=bw, bh=bh, height=height,
+        map_dtype=data.dtype, dtype=data.dtype, chunks=chunks or data.chunks,
+        meta=np.empty((0, 0), data.dtype)) for which in ('back', 'rms'))
     return LazyMaps(back, rms, global_back, global_rms, grids, counts)
