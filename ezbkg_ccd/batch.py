@@ -15,6 +15,7 @@ another input is a failure, never silently kept.
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import sys
@@ -40,8 +41,9 @@ from ezbkg_ccd._runners import (
     run_here,
     run_isolated,
 )
-from ezbkg_ccd._validation import as_choice, as_int, as_rule
+from ezbkg_ccd._validation import as_choice, as_int, as_rule, as_settings
 from ezbkg_ccd._wcs import ccd_hdus
+from ezbkg_ccd.lazy import check_lazy
 from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import (
     BACKGROUND_HDUS,
@@ -113,25 +115,46 @@ class _Skip(Exception):
     """An input that is not to be processed, and why."""
 
 
-def _too_large(hdulist, hdu, path):
-    """Whether the image HDU ``hdu`` of an uncompressed file is larger
-    than `LARGE_FRAME_SHARE` of the available memory (and Dask is
-    installed to process it in chunks)."""
-    index = image_index(hdulist, hdu, path)
+def _chunked_automatically(hdulist, path, settings):
+    """
+    Whether to process the image of an uncompressed file in chunks
+    without being asked: it is larger than `LARGE_FRAME_SHARE` of the
+    available memory, Dask is installed, and the settings can be
+    computed in chunks (else it is processed in memory, as asked).
+    """
+    index = image_index(hdulist, settings['hdu'], path)
     header, available = hdulist[index].header, available_memory()
     if (isinstance(hdulist[index], fits.CompImageHDU) or available is None
-            or is_compressed_file(path)):
+            or is_compressed_file(path) or settings['plot']):
         return False
-    size = abs(header['BITPIX']) // 8 * header['NAXIS1'] * header['NAXIS2']
+    shape = (header['NAXIS2'], header['NAXIS1'])
+    size = abs(header['BITPIX']) // 8 * shape[0] * shape[1]
     if size <= LARGE_FRAME_SHARE * available:
         return False
+    options = {**_ESTIMATE_DEFAULTS, **settings['options']}
     try:
         dask_array()
-    except ImportError:
+        check_lazy(as_settings(
+            options['method'], shape=shape, box_size=options['box_size'],
+            filter_size=options['filter_size'],
+            filter_threshold=options['filter_threshold'],
+            reject_skewed=options['reject_skewed'],
+            options={key: value for key, value in options.items()
+                     if key not in PUBLIC_OPTIONS}), options['source_mask'])
+    except (ImportError, TypeError, ValueError) as why:
+        log.info('%s: a frame of %.1f GiB, processed in memory (not in '
+                 'chunks: %s)', path, size / 2**30, why)
         return False
     log.info('%s: a frame of %.1f GiB, processed in chunks', path,
              size / 2**30)
     return True
+
+
+#: The defaults of `estimate_background`, for the settings of a batch.
+_ESTIMATE_DEFAULTS = {
+    name: parameter.default for name, parameter in
+    inspect.signature(estimate_background).parameters.items()
+    if parameter.default is not inspect.Parameter.empty}
 
 
 def _frames(path, settings):
@@ -146,8 +169,8 @@ def _frames(path, settings):
         if not indices:
             msg = 'no 2-D image HDU'
             raise ValueError(msg)
-        if chunks is None and not settings['all_hdus'] and _too_large(
-                hdulist, settings['hdu'], path):
+        if chunks is None and not settings['all_hdus'] and (
+                _chunked_automatically(hdulist, path, settings)):
             chunks = 'auto'
         frames = [] if chunks is not None else [
             (index, hdulist_ccddata(hdulist, hdu=index, path=path,
@@ -171,13 +194,36 @@ def _process(path, output, settings):
     if chunks is not None and settings['plot']:
         msg = 'plot is not available for a frame processed in chunks'
         raise ValueError(msg)
-    for index, ccd in frames:
-        background = estimate_background(ccd, **options)
-        record_target(background.header, path)
-        result = (subtract_background(ccd, background, chunks=chunks,
-                                      resubtract=settings['resubtract'])
-                  if settings['mode'] == 'subtract' else None)
-        results.append((index, ccd, background, result))
+    with _frame_threads(settings, chunks):
+        for index, ccd in frames:
+            background = estimate_background(ccd, **options)
+            record_target(background.header, path)
+            result = (subtract_background(ccd, background, chunks=chunks,
+                                          resubtract=settings['resubtract'])
+                      if settings['mode'] == 'subtract' else None)
+            results.append((index, ccd, background, result))
+        _write(results, output, settings)
+    _, ccd, background, _ = results[0]
+    if settings['plot']:
+        from ezbkg_ccd.plotting import plot_background
+
+        plot_background(ccd, background, path=Path(output).with_suffix('.png'))
+    return len(results), background.global_back, background.global_rms
+
+
+def _frame_threads(settings, chunks):
+    """The Dask threads of a frame processed in chunks automatically in
+    a worker process: the cores shared among the workers."""
+    if chunks is None or settings['options'].get('chunks') is not None:
+        return contextlib.nullcontext()
+    import dask
+
+    return dask.config.set(scheduler='threads',
+                           num_workers=settings['frame_threads'])
+
+
+def _write(results, output, settings):
+    """Write what `_process` computed."""
     overwrite = settings['overwrite']
     if settings['all_hdus']:
         atomic_write(_multi_hdulist(results), output, overwrite=overwrite)
@@ -186,12 +232,6 @@ def _process(path, output, settings):
                               overwrite=overwrite)
     else:
         write_background(results[0][2], output, overwrite=overwrite)
-    _, ccd, background, _ = results[0]
-    if settings['plot']:
-        from ezbkg_ccd.plotting import plot_background
-
-        plot_background(ccd, background, path=Path(output).with_suffix('.png'))
-    return len(results), background.global_back, background.global_rms
 
 
 def _multi_hdulist(results):
@@ -376,8 +416,9 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
         frame read, processed and written in chunks on Dask (on
         ``client`` when given, else on local threads; ``n_jobs`` and
         ``isolate`` do not apply). Without it, a frame larger than a
-        quarter of the available memory is processed so anyway (when
-        Dask is installed).
+        quarter of the available memory is processed so anyway, on the
+        cores left to its worker, when Dask is installed and the options
+        allow it (else in memory, as asked).
 
     Returns
     -------
@@ -430,7 +471,8 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
                        else suffix)
     settings = {'mode': mode, 'overwrite': overwrite, 'hdu': hdu,
                 'all_hdus': all_hdus, 'unit': unit, 'plot': plot,
-                'resubtract': resubtract, 'options': options}
+                'resubtract': resubtract, 'options': options,
+                'frame_threads': max(1, (os.cpu_count() or 1) // n_jobs)}
     reports = [None] * len(inputs)
     tasks = []
     for position, (path, output) in enumerate(zip(inputs, outputs,

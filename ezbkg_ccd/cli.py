@@ -271,7 +271,7 @@ def _add_batch_parser(commands, name, help_text):
     parser.add_argument('--chunks', type=_chunks, default=None,
                         metavar='ROWS',
                         help="read, process and write each frame in chunks "
-                             "of about ROWS rows ('auto': about 16 MiB) on "
+                             "of about ROWS rows ('auto': about 64 MiB) on "
                              'Dask, one frame after another: for frames '
                              'larger than memory (needs the dask extra). '
                              'Without it, a frame larger than a quarter of '

@@ -30,6 +30,8 @@ import types
 import numpy as np
 from astropy.nddata import CCDData
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from ezbkg_ccd import _engine
 from ezbkg_ccd._conditioning import (
@@ -213,21 +215,6 @@ def _joined_sample(parts):
     return sample
 
 
-def _joined(parent, pairs):
-    """Join the label pairs in the union-find forest ``parent``."""
-    def root(label):
-        while parent[label] != label:
-            parent[label] = parent[parent[label]]
-            label = parent[label]
-        return label
-
-    for first, second in pairs:
-        first, second = root(first), root(second)
-        if first != second:
-            parent[max(first, second)] = min(first, second)
-    return np.array([root(label) for label in range(len(parent))])
-
-
 def _touching(upper, lower):
     """The label pairs of zeroed regions that touch (8 neighbours) across
     the boundary between a chunk's last row and the next one's first."""
@@ -278,8 +265,11 @@ def zero_area_tables(zeros, zero_area):
         if upper is not None and lower is not None:
             pairs.update((first + offsets[index], second + offsets[index + 1])
                          for first, second in _touching(upper[3], lower[2]))
-    roots = _joined(np.arange(offsets[-1] + 1), pairs)
-    large = np.bincount(roots, weights=sizes)[roots] >= zero_area
+    edges = np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+    touching = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])),
+                          shape=(sizes.size, sizes.size))
+    _, regions = connected_components(touching, directed=False)
+    large = np.bincount(regions, weights=sizes)[regions] >= zero_area
     large[0] = False
     tables = []
     for offset, count in zip(offsets, counts, strict=False):

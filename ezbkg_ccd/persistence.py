@@ -94,7 +94,6 @@ def _lazy_write(ccd, background, path, *, overwrite, compress):
         msg = ('compress=True is not available for a frame written in '
                'chunks (tile compression needs it whole)')
         raise ValueError(msg)
-    check_writable(path, overwrite=overwrite)
     hdus = [(fits.PrimaryHDU(), None)]
     if ccd is not None:
         uncertainty = ccd.uncertainty

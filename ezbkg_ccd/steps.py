@@ -198,7 +198,7 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
         included).
     chunks : int or 'auto', optional
         Process the frame lazily on Dask, in chunks of about this many
-        rows (whole rows of meshes; ``'auto'``: about 16 MiB each), as a
+        rows (whole rows of meshes; ``'auto'``: about 64 MiB each), as a
         frame larger than memory must be: a FITS path is then read in
         chunks, not into memory. A Dask array, or a
         `~astropy.nddata.CCDData` holding one, is always processed so

@@ -94,20 +94,17 @@ class TestMaps:
     @pytest.mark.parametrize('band_rows', [32, 96, 700])
     def test_bands_any_size(self, hard_sky, band_rows):
         """Bands of one mesh row up to the whole frame give one call's maps
-        (the bands whose bad meshes reach beyond their reads recomputed),
-        in maps chunked otherwise."""
+        (the bands whose bad meshes reach beyond their reads recomputed)."""
         data, mask = hard_sky
         invalid = mask | ~np.isfinite(data)
         frame = da.from_array(np.where(invalid, np.nan, data),
                               chunks=(band_rows, -1))
         invalid_frame = da.from_array(invalid, chunks=(50, -1))
         maps = sep_maps(frame, invalid_frame, bw=32, bh=32, fw=3, fh=5,
-                        fthresh=0.0, chunks=((77,) * 9 + (7,), (530,)),
-                        counted=(invalid_frame, ~invalid_frame))
+                        fthresh=0.0, counted=(invalid_frame, ~invalid_frame))
         single = sep.Background(data, mask=invalid, bw=32, bh=32, fw=3, fh=5)
         np.testing.assert_array_equal(maps.back.compute(), single.back())
         np.testing.assert_array_equal(maps.rms.compute(), single.rms())
-        assert maps.back.chunks[0][0] == 77
         assert maps.counts == (np.count_nonzero(invalid),
                                np.count_nonzero(~invalid))
         with pytest.raises(ValueError, match='whole rows of meshes'):
@@ -491,7 +488,8 @@ class TestCommandLine:
     def test_large_frame_chunked_automatically(self, tmp_path, hard_sky,
                                                monkeypatch):
         """A frame larger than a quarter of the available memory is
-        processed in chunks without being asked."""
+        processed in chunks without being asked (in worker processes
+        too), unless its options need it in memory."""
         from ezbkg_ccd import batch
 
         data, _ = hard_sky
@@ -501,11 +499,22 @@ class TestCommandLine:
         monkeypatch.setattr(batch, 'lazy_ccddata', lambda *args, **kw: (
             seen.append(args), lazy_ccddata(*args, **kw))[1])
         reports = process_files([tmp_path / 'a.fits'], output_dir=tmp_path /
-                                'o', box_size=32)
-        assert reports[0].status == 'done' and seen
+                                'o', box_size=32, n_jobs=2)
+        assert reports[0].status == 'done'
         expected = estimate_background(data, box_size=32)
         with fits.open(tmp_path / 'o' / 'a_bkgsub.fits') as hdulist:
             np.testing.assert_array_equal(hdulist['BKG'].data, expected.data)
+        process_files([tmp_path / 'a.fits'], output_dir=tmp_path / 'p',
+                      box_size=32)
+        assert seen
+        seen.clear()
+        for options in ({'method': 'constant'}, {'n_threads': 2},
+                        {'source_mask': 'auto'}, {'plot': True}):
+            reports = process_files([tmp_path / 'a.fits'], output_dir=tmp_path
+                                    / 'q', box_size=32, overwrite=True,
+                                    **options)
+            assert reports[0].status == 'done', (options, reports[0].error)
+        assert not seen  # in memory: these cannot be done in chunks
 
     def test_scheduler_for_one_frame(self, tmp_path, hard_sky):
         """``--chunks`` with ``--scheduler`` runs the frame's chunks on the

@@ -12,8 +12,7 @@ chunked in whole rows of meshes (`mesh_chunks`). Each chunk is a band:
 2. the grids are joined here, where the few bands whose bad meshes are
    filled from farther away are computed again from the rows they need;
 3. the maps are `dask.array.map_blocks` of SEP's interpolation of the
-   joined grid, chunk by chunk (chunks of any size: smaller than the
-   bands, to need less memory), never computed here.
+   joined grid, chunk by chunk, never computed here.
 
 Steps 1 and 2 run with ``dask.compute`` on whatever scheduler is in use
 (threads by default, processes, or a `distributed.Client`); step 3 runs
@@ -25,8 +24,14 @@ import dataclasses
 
 import numpy as np
 
+from ezbkg_ccd._dask import mesh_rows
 from ezbkg_ccd._sep.binding import interpolate_rows
-from ezbkg_ccd._sep.strips import band_meshes, first_read, join_bands
+from ezbkg_ccd._sep.strips import (
+    band_meshes,
+    first_read,
+    join_bands,
+    pixel_rows,
+)
 from ezbkg_ccd.meshes import mesh_count
 
 __all__ = ['LazyMaps', 'mesh_chunks', 'sep_maps']
@@ -45,7 +50,7 @@ def mesh_chunks(height, box_height, rows):
     >>> mesh_chunks(100, 64, 10)
     (64, 36)
     """
-    step = max(1, round(rows / box_height)) * box_height
+    step = mesh_rows(rows, box_height)
     sizes = [step] * (height // step)
     if height % step:
         sizes.append(height % step)
@@ -100,8 +105,8 @@ def _interpolate_block(grids, *, which, bw, bh, height, map_dtype,
     return out
 
 
-def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, chunks=None,
-             counted=(), all_usable=False):
+def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, counted=(),
+             all_usable=False):
     """
     SEP's background and RMS maps of a Dask frame, lazily.
 
@@ -115,9 +120,6 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, chunks=None,
         Pixels to exclude, chunked as ``data``.
     bw, bh, fw, fh, fthresh
         As for `sep.Background`.
-    chunks : tuple, optional
-        The chunks of the maps (by default those of ``data``): smaller
-        ones need less memory per task.
     counted : tuple of `dask.array.Array`, optional
         Boolean arrays, chunked as ``data``, whose `True` pixels are
         counted on the way (`LazyMaps.counts`).
@@ -143,8 +145,7 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, chunks=None,
     >>> from ezbkg_ccd._sep.lazy import sep_maps
     >>> image = np.random.default_rng(0).normal(5, 1, (512, 256)).astype('f4')
     >>> frame = da.from_array(image, chunks=(128, 256))
-    >>> maps = sep_maps(frame, None, bw=32, bh=32, fw=3, fh=3, fthresh=0.0,
-    ...                 chunks=((100,) * 5 + (12,), (256,)))
+    >>> maps = sep_maps(frame, None, bw=32, bh=32, fw=3, fh=3, fthresh=0.0)
     >>> single = sep.Background(image, bw=32, bh=32)
     >>> bool((maps.back.compute() == single.back()).all())
     True
@@ -171,7 +172,7 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, chunks=None,
     def tasks(items):
         made = []
         for band, read in items:
-            rows = slice(read[0] * bh, min(read[1] * bh, height))
+            rows = pixel_rows(read, bh, height)
             own = slice((band[0] - read[0]) * bh, (band[1] - read[0]) * bh)
             made.append(dask.delayed(_band_task, pure=True)(
                 data[rows], None if mask is None else mask[rows],
@@ -191,6 +192,6 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, chunks=None,
     shared = dask.delayed(grids, pure=True)
     back, rms = (dask.array.map_blocks(
         _interpolate_block, shared, which=which, bw=bw, bh=bh, height=height,
-        map_dtype=data.dtype, dtype=data.dtype, chunks=chunks or data.chunks,
+        map_dtype=data.dtype, dtype=data.dtype, chunks=data.chunks,
         meta=np.empty((0, 0), data.dtype)) for which in ('back', 'rms'))
     return LazyMaps(back, rms, global_back, global_rms, grids, counts)
