@@ -5,7 +5,7 @@ Frames larger than memory, on Dask: time, peak memory and exactness of
 
 Run by hand (not part of the test suite)::
 
-    python benchmarks/mosaic.py            # full run: ~10 minutes, ~25 GB
+    python benchmarks/mosaic.py            # full run: ~6 minutes, ~25 GB
                                            # of disk in the temp folder
     python benchmarks/mosaic.py --quick    # 4096^2 and 8192^2, compared
                                            # at 8192^2
