@@ -641,3 +641,17 @@ class TestBreaks:
                                      source_mask=sources).load()
         assert isinstance(loaded.invalid_mask, np.ndarray)
         np.testing.assert_array_equal(loaded.source_mask, sources)
+
+
+def test_progress_of_a_frame_in_chunks(tmp_path, capsys):
+    """Each step of a frame in chunks shows Dask's progress bar, on
+    stderr; none without ``progress``."""
+    CCDData(np.random.default_rng(8).normal(9, 1, (256, 256)),
+            unit='adu').write(tmp_path / 'a.fits')
+    for progress, folder in ((True, 'shown'), (False, 'quiet')):
+        reports = process_files([tmp_path / 'a.fits'], output_dir=tmp_path /
+                                folder, box_size=32, chunks=64,
+                                progress=progress)
+        assert reports[0].status == 'done'
+        shown = capsys.readouterr().err
+        assert ('100% Completed' in shown) is progress
