@@ -20,6 +20,7 @@ from ezbkg_ccd import (
     persistence,
     registry,
     steps,
+    subtracted,
     workflow,
 )
 from ezbkg_ccd.background import *  # noqa: F403
@@ -29,10 +30,12 @@ from ezbkg_ccd.masks import *  # noqa: F403
 from ezbkg_ccd.persistence import *  # noqa: F403
 from ezbkg_ccd.registry import *  # noqa: F403
 from ezbkg_ccd.steps import *  # noqa: F403
+from ezbkg_ccd.subtracted import *  # noqa: F403
 from ezbkg_ccd.workflow import *  # noqa: F403
 
-__all__ = [name for module in (steps, background, persistence, registry,
-                               workflow, background_file, masks, batch)
+__all__ = [name for module in (steps, subtracted, background, persistence,
+                               registry, workflow, background_file, masks,
+                               batch)
            for name in module.__all__]
 
 #: Module paths of earlier releases, kept for one release as aliases that

@@ -42,12 +42,12 @@ from ezbkg_ccd._runners import (
     run_isolated,
 )
 from ezbkg_ccd._validation import as_choice, as_int, as_rule, as_settings
-from ezbkg_ccd._wcs import ccd_hdus
 from ezbkg_ccd.lazy import check_lazy
 from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import (
     BACKGROUND_HDUS,
     background_hdus,
+    image_hdus_of,
     recorded_target,
     same_file,
     write_background,
@@ -244,8 +244,7 @@ def _multi_hdulist(results):
     for version, (index, ccd, background, result) in enumerate(results, 1):
         group = []
         if result is not None:
-            image, *extras = ccd_hdus(result, hdu_mask='MASK',
-                                      hdu_uncertainty='UNCERT')
+            image, *extras = image_hdus_of(result)
             name = ccd.meta.get('EXTNAME') or f'HDU{index}'
             group = [fits.ImageHDU(image.data, header=image.header,
                                    name=name), *extras]

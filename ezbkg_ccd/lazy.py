@@ -28,7 +28,6 @@ import dataclasses
 import types
 
 import numpy as np
-from astropy.nddata import CCDData
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -42,7 +41,7 @@ from ezbkg_ccd._conditioning import (
     sentinel_limit,
     work_dtype,
 )
-from ezbkg_ccd._dask import chunk_rows, dask_array, is_dask, with_mask
+from ezbkg_ccd._dask import chunk_rows, dask_array, is_dask
 from ezbkg_ccd._sep.lazy import mesh_chunks, sep_maps
 from ezbkg_ccd._uncertainty import subtracted_uncertainty
 from ezbkg_ccd.background import Background
@@ -481,10 +480,3 @@ def lazy_subtract(ccd, background, *, estimated, gain, chunks=None):
         invalid = invalid | ~dask_array().isfinite(residual)
     uncertainty = _lazy_uncertainty(ccd, residual, background, gain)
     return residual, invalid, uncertainty
-
-
-def lazy_result(residual, invalid, uncertainty, *, unit, meta, wcs):
-    """The `~astropy.nddata.CCDData` of a lazy subtraction."""
-    result = CCDData(residual, unit=unit, uncertainty=uncertainty, meta=meta,
-                     wcs=wcs, copy=False)
-    return with_mask(result, invalid)

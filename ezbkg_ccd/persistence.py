@@ -211,6 +211,18 @@ def write_with_background(ccd, background, path, *, overwrite=False,
                                       full_map=full_map))
 
 
+def image_hdus_of(ccd):
+    """
+    The HDUs of ``ccd`` as `~astropy.nddata.CCDData.write` makes them
+    (``MASK``, ``UNCERT``), without the ``BKG`` and ``BKGRMS`` that a
+    `~ezbkg_ccd.SubtractedCCDData` adds: the caller writes the background
+    it is given.
+    """
+    return [hdu for hdu in ccd_hdus(ccd, hdu_mask='MASK',
+                                    hdu_uncertainty='UNCERT')
+            if hdu.name not in BACKGROUND_HDUS]
+
+
 def write_image(ccd, path, *, overwrite=False, compress=False, extra=()):
     """
     Write a `~astropy.nddata.CCDData` as `~astropy.nddata.CCDData.write`
@@ -220,8 +232,7 @@ def write_image(ccd, path, *, overwrite=False, compress=False, extra=()):
     followed by the ``extra`` HDUs.
     """
     check_writable(path, overwrite=overwrite)
-    primary, *extensions = ccd_hdus(ccd, hdu_mask='MASK',
-                                    hdu_uncertainty='UNCERT')
+    primary, *extensions = image_hdus_of(ccd)
     primary = fits.PrimaryHDU(primary.data, header=writable_header(
         primary.header, source=f'the image written to {str(path)!r}'))
     extensions = [_image_hdu(hdu.data, hdu.header, hdu.name, compress)

@@ -8,10 +8,10 @@ import os
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
-from astropy.nddata import CCDData
 
 from ezbkg_ccd import _engine
 from ezbkg_ccd._conditioning import work_dtype
+from ezbkg_ccd._dask import with_mask
 from ezbkg_ccd._reader import lazy_ccddata
 from ezbkg_ccd._uncertainty import subtracted_uncertainty
 from ezbkg_ccd._validation import (
@@ -23,7 +23,7 @@ from ezbkg_ccd._validation import (
     recorded_rule,
 )
 from ezbkg_ccd.background import Background
-from ezbkg_ccd.lazy import is_lazy, lazy_estimate, lazy_result, lazy_subtract
+from ezbkg_ccd.lazy import is_lazy, lazy_estimate, lazy_subtract
 from ezbkg_ccd.masks import (
     SOURCE_MASK_OPTIONS,
     auto_source_mask,
@@ -39,6 +39,7 @@ from ezbkg_ccd.provenance import (
     set_keyword,
 )
 from ezbkg_ccd.registry import check_options, keyword_names, refuse_unknown
+from ezbkg_ccd.subtracted import SubtractedCCDData
 
 __all__ = ['estimate_background', 'subtract_background', 'is_subtracted']
 
@@ -325,7 +326,9 @@ def subtract_background(ccd, background=None, *, gain=None,
 
     Returns
     -------
-    result : `~astropy.nddata.CCDData`
+    result : `~ezbkg_ccd.SubtractedCCDData`
+        A `~astropy.nddata.CCDData` that carries ``background`` (so that
+        ``result.write(path)`` writes its ``BKG`` and ``BKGRMS`` too):
         ``ccd - background`` in the unit of ``ccd``, float32 (float64 for
         float64 input). ``mask`` is ``ccd.mask`` or every invalid pixel;
         ``uncertainty`` is the input's (same type) combined in quadrature
@@ -421,11 +424,12 @@ def subtract_background(ccd, background=None, *, gain=None,
     for key, value in log.items():
         set_keyword(meta, key, value, '')
     if lazy:
-        return lazy_result(residual, mask, uncertainty, unit=ccd.unit,
-                           meta=meta, wcs=ccd.wcs)
-    return CCDData(residual, unit=ccd.unit, mask=mask,
-                   uncertainty=uncertainty, meta=meta, wcs=ccd.wcs,
-                   copy=False)
+        return with_mask(SubtractedCCDData(
+            residual, unit=ccd.unit, uncertainty=uncertainty, meta=meta,
+            wcs=ccd.wcs, copy=False, background=background), mask)
+    return SubtractedCCDData(residual, unit=ccd.unit, mask=mask,
+                             uncertainty=uncertainty, meta=meta, wcs=ccd.wcs,
+                             copy=False, background=background)
 
 
 def _output_mask(ccd, background, residual, estimated):

@@ -34,7 +34,7 @@ LAYERS = (
     {'_engine', '_sep.lazy', '_sep.smooth', 'estimators', 'persistence',
      'plotting'},
     # the mask makers, file-backed backgrounds, frames on Dask
-    {'masks', 'background_file', 'source_detection', 'lazy'},
+    {'masks', 'background_file', 'source_detection', 'lazy', 'subtracted'},
     # the public steps
     {'steps'},
     # workflows on top of the steps

@@ -18,11 +18,13 @@ from astropy.nddata import (
     StdDevUncertainty,
     VarianceUncertainty,
 )
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
 
 from ezbkg_ccd import (
     Background,
     BackgroundFile,
+    SubtractedCCDData,
     estimate_background,
     read_background,
     read_with_background,
@@ -443,3 +445,45 @@ class TestPickle:
         background = read_background(tmp_path / 'b.fits')
         again = pickle.loads(pickle.dumps(background))
         np.testing.assert_array_equal(again.data, background.data)
+
+
+class TestCarriedBackground:
+    """``subtract_background(...).write(path)`` keeps the background."""
+
+    def test_one_line_write_keeps_the_background(self, tmp_path):
+        rng = np.random.default_rng(12)
+        ccd = CCDData(rng.normal(200.0, 5.0, (128, 96)), unit='adu',
+                      mask=np.zeros((128, 96), bool))
+        result = subtract_background(ccd, box_size=32)
+        assert isinstance(result, SubtractedCCDData)
+        result.write(tmp_path / 'one.fits')
+        write_with_background(result, result.background,
+                              tmp_path / 'two.fits')
+        with fits.open(tmp_path / 'one.fits') as one, \
+                fits.open(tmp_path / 'two.fits') as two:
+            assert [hdu.name for hdu in one] == [hdu.name for hdu in two] == [
+                'PRIMARY', 'MASK', 'UNCERT', 'BKG', 'BKGRMS']
+            for got, want in zip(one, two, strict=True):
+                np.testing.assert_array_equal(got.data, want.data)
+        again, background = read_with_background(tmp_path / 'one.fits')
+        np.testing.assert_array_equal(background.data, result.background.data)
+        np.testing.assert_array_equal(again.data, result.data)
+        combined = ccdproc.combine([result, result], method='average')
+        assert combined.background is None
+        assert result.multiply(2).background is None
+        assert result[:64].background is None
+
+    def test_replaced_data_written_without_it(self, tmp_path):
+        result = subtract_background(
+            np.random.default_rng(13).normal(5.0, 1.0, (64, 64)), box_size=32)
+        result.data = result.data[:32]
+        with pytest.warns(AstropyUserWarning, match='no longer fits the image'):
+            result.write(tmp_path / 'cut.fits')
+        with fits.open(tmp_path / 'cut.fits') as hdulist:
+            assert 'BKG' not in hdulist
+
+    def test_background_of_another_shape_refused(self):
+        background = estimate_background(np.ones((64, 64)), box_size=32)
+        with pytest.raises(ValueError, match=r'background has shape \(64, 64\)'):
+            SubtractedCCDData(np.ones((32, 32)), unit='adu',
+                              background=background)
