@@ -52,6 +52,8 @@ KEYWORDS = {
     'BKGAKEPT': 'automatic source mask: round kept',
     'BKGAFRAC': 'automatic source mask: masked fraction',
     'BKGASTOP': 'how the automatic source mask stopped',
+    'BKGNCOV': 'pixels without data coverage (filled)',
+    'BKGFILL': 'map value where there is no data coverage',
     'BKGREJT': '[sigma] skew threshold of mesh rejection',
     'BKGNREJ': 'meshes rejected as source-skewed',
     'BKGOPTS': 'further estimator options',

@@ -4,6 +4,7 @@ The ccdproc-style reduction steps: estimate and subtract the background.
 """
 
 import os
+from numbers import Real
 
 import astropy.units as u
 import numpy as np
@@ -11,7 +12,7 @@ from astropy.io import fits
 
 from ezbkg_ccd import _engine
 from ezbkg_ccd._conditioning import work_dtype
-from ezbkg_ccd._dask import with_mask
+from ezbkg_ccd._dask import dask_array, is_dask, with_mask
 from ezbkg_ccd._reader import lazy_ccddata
 from ezbkg_ccd._uncertainty import subtracted_uncertainty
 from ezbkg_ccd._validation import (
@@ -79,16 +80,68 @@ def check_keywords(method, options, source_mask_options=None, *,
                        context='source_mask_options')
 
 
-def _estimate(ccd, *, target=None, method='sep', box_size=64, filter_size=3,
-              filter_threshold=0.0, mask=None, source_mask=None,
-              source_mask_options=None, reject_skewed=False,
-              saturation='header', zero_area=100, chunks=None, **options):
+def _estimate(ccd, *, coverage_mask=None, fill_value=0.0, **options):
     """
     `estimate_background` of a `~astropy.nddata.CCDData` whose keywords
     were checked (`check_keywords`), also returning the estimator's raw
     result (`None` for a frame processed lazily); ``target`` is the
-    image's file, if any.
+    image's file, if any. Pixels of ``coverage_mask`` are left out as
+    invalid, and given ``fill_value`` in the maps.
     """
+    if coverage_mask is None:
+        return _estimate_covered(ccd, **options)
+    fill_value = _as_fill(fill_value)
+    if np.shape(coverage_mask) != ccd.shape:
+        msg = (f'coverage_mask must have the image shape {ccd.shape}, got '
+               f'{np.shape(coverage_mask)}')
+        raise ValueError(msg)
+    if not is_dask(coverage_mask):
+        coverage_mask = as_mask(coverage_mask, name='coverage_mask',
+                                shape=ccd.shape)
+    mask = options.pop('mask', None)
+    background, raw = _estimate_covered(
+        ccd, mask=coverage_mask if mask is None else coverage_mask | mask,
+        **options)
+    return _filled(background, coverage_mask, fill_value), raw
+
+
+def _as_fill(value):
+    """``fill_value`` checked: a real number, NaN included."""
+    if not isinstance(value, Real) or isinstance(value, (bool, np.bool_)):
+        msg = f'fill_value must be a number, got {value!r}'
+        raise TypeError(msg)
+    if np.isinf(value):
+        msg = f'fill_value must be finite or NaN, got {value!r}'
+        raise ValueError(msg)
+    return float(value)
+
+
+def _filled(background, coverage, fill_value):
+    """``background`` with ``fill_value`` where ``coverage`` is `True`
+    (no data), recorded as ``BKGNCOV`` and ``BKGFILL``."""
+    def fill(values):
+        if callable(values):
+            return lambda: fill(values())
+        where = dask_array().where if is_dask(values) or is_dask(
+            coverage) else np.where
+        return where(coverage, values.dtype.type(fill_value), values)
+
+    header = background.header.copy()
+    set_keyword(header, 'BKGNCOV', int(coverage.sum()), KEYWORDS['BKGNCOV'])
+    set_keyword(header, 'BKGFILL', 'NaN' if np.isnan(fill_value)  # FITS
+                else fill_value, KEYWORDS['BKGFILL'])  # cards hold no NaN
+    return Background(fill(background._data), fill(background._rms), header,
+                      source_mask=background.source_mask,
+                      invalid_mask=background.invalid_mask,
+                      shape=background.shape)
+
+
+def _estimate_covered(ccd, *, target=None, method='sep', box_size=64,
+                      filter_size=3, filter_threshold=0.0, mask=None,
+                      source_mask=None, source_mask_options=None,
+                      reject_skewed=False, saturation='header', zero_area=100,
+                      chunks=None, **options):
+    """`_estimate` without a coverage mask."""
     settings = as_settings(method, shape=ccd.shape, box_size=box_size,
                            filter_size=filter_size,
                            filter_threshold=filter_threshold,
@@ -135,7 +188,8 @@ def _estimate(ccd, *, target=None, method='sep', box_size=64, filter_size=3,
 def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
                         filter_threshold=0.0, mask=None, source_mask=None,
                         source_mask_options=None, reject_skewed=False,
-                        saturation='header', zero_area=100, hdu=None,
+                        saturation='header', zero_area=100,
+                        coverage_mask=None, fill_value=0.0, hdu=None,
                         chunks=None, **options):
     """
     Estimate the sky background of an image.
@@ -193,6 +247,15 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
         Exact zeros in a connected region of at least this many pixels
         (chip gaps, dead columns; default 100) are invalid; `None` masks
         none.
+    coverage_mask : array_like of bool, optional
+        Areas with no data (`True`), as in photutils: left out of the
+        statistics as invalid pixels, and given ``fill_value`` in both
+        maps instead of an extrapolated sky (recorded as ``BKGNCOV`` and
+        ``BKGFILL``). Any method.
+    fill_value : float, optional
+        The maps' value where ``coverage_mask`` is `True` (default 0,
+        which leaves the data there as they are when subtracted; NaN
+        blanks them).
     hdu : int, str or (str, int), optional
         The image HDU of a FITS path or `~astropy.io.fits.HDUList` ``ccd``
         (default: the first HDU with image data, tile-compressed ones
@@ -247,7 +310,8 @@ def estimate_background(ccd, *, method='sep', box_size=64, filter_size=3,
         filter_threshold=filter_threshold, mask=mask,
         source_mask=source_mask, source_mask_options=source_mask_options,
         reject_skewed=reject_skewed, saturation=saturation,
-        zero_area=zero_area, chunks=chunks, **options)
+        zero_area=zero_area, coverage_mask=coverage_mask,
+        fill_value=fill_value, chunks=chunks, **options)
     return background
 
 

@@ -11,6 +11,7 @@ from astropy.nddata import CCDData
 from astropy.utils.exceptions import AstropyUserWarning
 
 from ezbkg_ccd import (
+    Background,
     estimate_background,
     process_files,
     read_with_background,
@@ -230,18 +231,28 @@ class TestNumbers:
         auto = estimate_background(data, box_size=32, source_mask='auto')
         assert auto.global_rms == 0.0 and not auto.source_mask.any()
 
-    def test_array_options_recorded(self, noise, tmp_path):
-        """An array option (photutils' coverage_mask) is described in
-        BKGOPTS, and the header writes."""
-        coverage = np.zeros(noise.shape, bool)
-        coverage[:, :10] = True
-        bkg = estimate_background(noise, method='photutils', box_size=32,
-                                  coverage_mask=coverage, fill_value=0.0)
+    def test_array_options_recorded(self, noise, tmp_path, monkeypatch):
+        """An array option of a plugin estimator is described in BKGOPTS,
+        and the header writes."""
+        from ezbkg_ccd import BackgroundEstimate, registry
+
+        monkeypatch.setattr(registry, '_REGISTRY', dict(registry._REGISTRY))
+
+        def weighted(data, *, mask, box_size, filter_size, filter_threshold,
+                     weights):
+            level = float(np.average(data[~mask], weights=weights[~mask]))
+            return BackgroundEstimate(np.full(data.shape, level),
+                                      np.ones(data.shape), level, 1.0,
+                                      is_2d=False,
+                                      samples_per_estimate=data.size)
+
+        registry.register_estimator('weighted', weighted, uses_meshes=False)
+        bkg = estimate_background(noise, method='weighted',
+                                  weights=np.ones(noise.shape))
         assert bkg.header['BKGOPTS'] == (
-            "{'coverage_mask': <ndarray shape=(128, 128) dtype=bool>, "
-            "'fill_value': 0.0}")
-        bkg.write(tmp_path / 'covered.fits')
-        assert fits.getheader(tmp_path / 'covered.fits', 'BKG')['BKGOPTS'] \
+            "{'weights': <ndarray shape=(128, 128) dtype=float64>}")
+        bkg.write(tmp_path / 'weighted.fits')
+        assert fits.getheader(tmp_path / 'weighted.fits', 'BKG')['BKGOPTS'] \
             == bkg.header['BKGOPTS']
 
     def test_multiline_option_repr(self, noise):
@@ -379,3 +390,56 @@ class TestPrintableHeaders:
                                      method='constant\t')
         assert result.meta['SUBBKG'] == 'ccd=<CCDData>, method=constant\\t'
         assert result.meta['BKGTYPE'] == 'CONSTANT'
+
+
+class TestCoverageMask:
+    """Areas with no data: left out, filled, recorded, for every method."""
+
+    @pytest.mark.parametrize('method', ['sep', 'constant', 'photutils'])
+    def test_filled_not_extrapolated(self, noise, method, tmp_path):
+        coverage = np.zeros(noise.shape, bool)
+        coverage[:, :20] = True
+        data = noise.copy()
+        data[coverage] = 1e6  # what no data looks like: must not leak in
+        bkg = estimate_background(data, method=method, box_size=32,
+                                  coverage_mask=coverage, fill_value=-5.0)
+        plain = estimate_background(noise, method=method, box_size=32,
+                                    mask=coverage)
+        assert (bkg.data[coverage] == -5.0).all()
+        assert (bkg.rms[coverage] == -5.0).all()
+        np.testing.assert_array_equal(bkg.data[~coverage],
+                                      plain.data[~coverage])
+        assert bkg.header['BKGNCOV'] == coverage.sum()
+        assert bkg.header['BKGFILL'] == -5.0
+        result = subtract_background(data, method=method, box_size=32,
+                                     coverage_mask=coverage)
+        np.testing.assert_array_equal(result.data[coverage], data[coverage])
+        assert result.mask[coverage].all()
+        bkg.write(tmp_path / 'covered.fits')
+        again = Background.read(tmp_path / 'covered.fits')
+        assert again.header['BKGNCOV'] == coverage.sum()
+        np.testing.assert_array_equal(again.data, bkg.data)
+
+    def test_nan_fill_and_lazy(self, noise):
+        coverage = np.zeros(noise.shape, bool)
+        coverage[100:, :] = True
+        eager = estimate_background(noise, box_size=32,
+                                    coverage_mask=coverage,
+                                    fill_value=np.nan)
+        lazy = estimate_background(noise, box_size=32, coverage_mask=coverage,
+                                   fill_value=np.nan, chunks=32)
+        np.testing.assert_array_equal(lazy.data.compute(), eager.data)
+        assert np.isnan(eager.rms[coverage]).all()
+        assert eager.header['BKGFILL'] == 'NaN'
+
+    @pytest.mark.parametrize(('options', 'error', 'match'), [
+        ({'coverage_mask': np.zeros((3, 3), bool)}, ValueError,
+         r'coverage_mask must have the image shape \(128, 128\)'),
+        ({'coverage_mask': np.zeros((128, 128), bool), 'fill_value': 'x'},
+         TypeError, "fill_value must be a number, got 'x'"),
+        ({'coverage_mask': np.zeros((128, 128), bool),
+          'fill_value': np.inf}, ValueError, 'fill_value must be finite'),
+    ])
+    def test_bad_values(self, noise, options, error, match):
+        with pytest.raises(error, match=match):
+            estimate_background(noise, box_size=32, **options)

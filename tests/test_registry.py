@@ -136,7 +136,8 @@ class TestMisspeltOptions:
     @pytest.mark.parametrize('method, option, match', [
         ('sep', 'boxsize', r"^unknown option 'boxsize' \(did you mean "
          r"'box_size'\?\); estimate_background with method='sep' takes: "
-         r'box_size, chunks, edge, filter_size, filter_threshold, hdu, '
+         r'box_size, chunks, coverage_mask, edge, fill_value, filter_size, '
+         r'filter_threshold, hdu, '
          r'interpolation, mask, method, n_jobs, n_threads, reject_skewed, '
          r'saturation, source_mask, source_mask_options, zero_area$'),
         ('constant', 'n_threads', r"^unknown option 'n_threads'; estimate_"
