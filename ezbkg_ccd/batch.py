@@ -47,6 +47,7 @@ from ezbkg_ccd.paths import fits_stem
 from ezbkg_ccd.persistence import (
     BACKGROUND_HDUS,
     background_hdus,
+    image_hdu,
     image_hdus_of,
     recorded_target,
     same_file,
@@ -125,7 +126,8 @@ def _chunked_automatically(hdulist, path, settings):
     index = image_index(hdulist, settings['hdu'], path)
     header, available = hdulist[index].header, available_memory()
     if (isinstance(hdulist[index], fits.CompImageHDU) or available is None
-            or is_compressed_file(path) or settings['plot']):
+            or is_compressed_file(path) or settings['plot']
+            or settings['compress']):
         return False
     shape = (header['NAXIS2'], header['NAXIS1'])
     size = abs(header['BITPIX']) // 8 * shape[0] * shape[1]
@@ -224,17 +226,19 @@ def _frame_threads(settings, chunks):
 
 def _write(results, output, settings):
     """Write what `_process` computed."""
-    overwrite = settings['overwrite']
+    overwrite, compress = settings['overwrite'], settings['compress']
     if settings['all_hdus']:
-        atomic_write(_multi_hdulist(results), output, overwrite=overwrite)
+        atomic_write(_multi_hdulist(results, compress), output,
+                     overwrite=overwrite)
     elif settings['mode'] == 'subtract':
         write_with_background(results[0][3], results[0][2], output,
-                              overwrite=overwrite)
+                              overwrite=overwrite, compress=compress)
     else:
-        write_background(results[0][2], output, overwrite=overwrite)
+        write_background(results[0][2], output, overwrite=overwrite,
+                         compress=compress)
 
 
-def _multi_hdulist(results):
+def _multi_hdulist(results, compress):
     """
     One file for several HDUs: per input HDU, its subtracted image (with
     ``MASK`` and ``UNCERT``) and ``BKG``/``BKGRMS``, all told apart by
@@ -246,9 +250,10 @@ def _multi_hdulist(results):
         if result is not None:
             image, *extras = image_hdus_of(result)
             name = ccd.meta.get('EXTNAME') or f'HDU{index}'
-            group = [fits.ImageHDU(image.data, header=image.header,
-                                   name=name), *extras]
-        group += background_hdus(background)
+            group = [image_hdu(hdu.data, hdu.header, hdu.name, compress)
+                     for hdu in (fits.ImageHDU(image.data, header=image.header,
+                                               name=name), *extras)]
+        group += background_hdus(background, compress=compress)
         for item in group:
             item.header['EXTVER'] = version
             item.header['SRCHDU'] = (index, 'input HDU of this image')
@@ -360,7 +365,7 @@ def _log(report):
 def process_files(paths, *, output_dir, n_jobs=1, client=None,
                   mode='subtract', suffix=None, overwrite=False, hdu=None,
                   all_hdus=False, unit=None, resubtract=False, plot=False,
-                  progress=False, isolate=False, **options):
+                  progress=False, isolate=False, compress=False, **options):
     """
     Estimate or subtract the background of many FITS files.
 
@@ -409,6 +414,10 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
         the interpreter is reported as failed instead of ending the
         batch (the command line always does; with ``n_jobs > 1`` files
         are always isolated).
+    compress : bool, optional
+        Tile-compress the outputs' extensions losslessly (see
+        `~ezbkg_ccd.write_with_background`; not for frames processed in
+        chunks).
     **options
         Keywords of `~ezbkg_ccd.estimate_background`. With ``chunks``,
         the files are processed one after another in this process, each
@@ -471,6 +480,7 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     settings = {'mode': mode, 'overwrite': overwrite, 'hdu': hdu,
                 'all_hdus': all_hdus, 'unit': unit, 'plot': plot,
                 'resubtract': resubtract, 'options': options,
+                'compress': compress,
                 'frame_threads': max(1, (os.cpu_count() or 1) // n_jobs)}
     reports = [None] * len(inputs)
     tasks = []

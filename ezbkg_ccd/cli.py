@@ -139,6 +139,7 @@ def _batch(arguments):
             overwrite=arguments.overwrite, hdu=arguments.hdu,
             all_hdus=arguments.all_hdus, resubtract=arguments.resubtract,
             unit=arguments.unit, plot=arguments.plot, isolate=True,
+            compress=arguments.compress,
             progress=not arguments.quiet and sys.stderr.isatty(), **options)
     counts = {status: sum(r.status == status for r in reports)
               for status in ('done', 'skipped', 'failed')}
@@ -256,6 +257,10 @@ def _add_batch_parser(commands, name, help_text):
     parser.add_argument('--resubtract', action='store_true',
                         help='also subtract frames that are already '
                              'background-subtracted (BKGSUB = T)')
+    parser.add_argument('--compress', action='store_true',
+                        help='tile-compress the extensions losslessly '
+                             '(GZIP_2 for the maps and uncertainty, RICE_1 '
+                             'for the mask; not with --chunks)')
     parser.add_argument('--plot', action='store_true',
                         help='also write a PNG per frame (needs matplotlib)')
     parser.add_argument('-j', '--jobs', type=_positive,

@@ -53,7 +53,7 @@ _FLOAT_COMPRESSION = {'compression_type': 'GZIP_2', 'quantize_level': 0.0}
 _INT_COMPRESSION = {'compression_type': 'RICE_1'}
 
 
-def _image_hdu(data, header, name, compress):
+def image_hdu(data, header, name, compress):
     """An image HDU, tile-compressed losslessly when ``compress``."""
     if not compress or data is None:
         return fits.ImageHDU(data, header=header, name=name)
@@ -128,8 +128,8 @@ def background_hdus(background, *, compress=False, full_map=False):
     else:
         data = np.ascontiguousarray(background.data)
         rms = np.ascontiguousarray(background.rms)
-    return [_image_hdu(data, header, 'BKG', compress),
-            _image_hdu(rms, header, 'BKGRMS', compress)]
+    return [image_hdu(data, header, 'BKG', compress),
+            image_hdu(rms, header, 'BKGRMS', compress)]
 
 
 def _check_background(background, shape=None):
@@ -235,7 +235,7 @@ def write_image(ccd, path, *, overwrite=False, compress=False, extra=()):
     primary, *extensions = image_hdus_of(ccd)
     primary = fits.PrimaryHDU(primary.data, header=writable_header(
         primary.header, source=f'the image written to {str(path)!r}'))
-    extensions = [_image_hdu(hdu.data, hdu.header, hdu.name, compress)
+    extensions = [image_hdu(hdu.data, hdu.header, hdu.name, compress)
                   for hdu in extensions]
     hdulist = fits.HDUList([primary, *extensions, *_foreign_hdus(path),
                             *extra])

@@ -278,3 +278,32 @@ class TestCommandLine:
         assert rerun.returncode == 0, rerun.stderr
         assert f'{12 - len(written)} done, {len(written)} skipped' in rerun.stdout
         assert len(list(out.glob('*_bkgsub.fits'))) == 12
+
+
+class TestCompress:
+    """``--compress``: lossless tile compression of every extension."""
+
+    @pytest.mark.parametrize('extra', [[], ['--all-hdus']])
+    def test_compressed_outputs_read_back_the_same(self, tmp_path, extra):
+        rng = np.random.default_rng(21)
+        data = rng.normal(300.0, 5.0, (128, 96)).astype(np.float32)
+        CCDData(data, unit='adu', mask=data > 310).write(tmp_path / 'f.fits')
+        for folder, flags in (('plain', []), ('packed', ['--compress'])):
+            assert main(['-q', 'subtract', str(tmp_path / 'f.fits'), '-o',
+                         str(tmp_path / folder), '--box-size', '32', *extra,
+                         *flags]) == 0
+        with fits.open(tmp_path / 'packed' / 'f_bkgsub.fits') as packed, \
+                fits.open(tmp_path / 'plain' / 'f_bkgsub.fits') as plain:
+            assert all(isinstance(hdu, fits.CompImageHDU)
+                       for hdu in packed[1:])
+            assert [hdu.name for hdu in packed] == [hdu.name for hdu in plain]
+            for got, want in zip(packed, plain, strict=True):
+                np.testing.assert_array_equal(got.data, want.data)
+
+    def test_not_with_chunks(self, tmp_path, capsys):
+        CCDData(np.ones((64, 64)), unit='adu').write(tmp_path / 'f.fits')
+        assert main(['subtract', str(tmp_path / 'f.fits'), '-o',
+                     str(tmp_path / 'o'), '--box-size', '32', '--chunks',
+                     '32', '--compress']) == 1
+        assert 'compress=True is not available for a frame written in ' \
+               'chunks' in capsys.readouterr().err
