@@ -8,7 +8,7 @@ import numpy as np
 from astropy.io import fits, registry
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ezbkg_ccd._dask import is_dask
+from ezbkg_ccd._dask import dask_array, is_dask
 from ezbkg_ccd.provenance import REQUIRED_KEYWORDS
 
 __all__ = ['Background']
@@ -199,6 +199,34 @@ class Background:
             if callable(state[name]):
                 state[name] = np.asanyarray(state[name]())
         return state
+
+    def filled(self, where, value):
+        """
+        A copy whose maps hold ``value`` where ``where`` is `True` (areas
+        with no data); maps still to compute, or Dask maps, stay so.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ezbkg_ccd import estimate_background
+        >>> bkg = estimate_background(np.full((64, 64), 3.0), box_size=32)
+        >>> edge = np.zeros((64, 64), bool)
+        >>> edge[:, -4:] = True
+        >>> filled = bkg.filled(edge, np.nan)
+        >>> bool(np.isnan(filled.data[0, -1])), float(filled.data[0, 0])
+        (True, 3.0)
+        """
+        def fill(values):
+            if callable(values):
+                return lambda: fill(values())
+            choose = (dask_array().where if is_dask(values) or is_dask(where)
+                      else np.where)
+            return choose(where, values.dtype.type(value), values)
+
+        return Background(fill(self._data), fill(self._rms),
+                          fits.Header(self.header),
+                          source_mask=self.source_mask,
+                          invalid_mask=self.invalid_mask, shape=self.shape)
 
     @property
     def shape(self):

@@ -408,7 +408,8 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     plot : bool, optional
         Also write ``<output stem>.png`` (needs matplotlib).
     progress : bool, optional
-        Show a progress bar (needs tqdm).
+        Show a progress bar with the time left (needs tqdm), and each
+        failure above it as it happens.
     isolate : bool, optional
         Run even one job in a worker process, so that a file that crashes
         the interpreter is reported as failed instead of ending the
@@ -517,6 +518,9 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
                 reports[position] = report
                 _log(report)
                 if bar is not None:
+                    if report['status'] == 'failed':  # now, above the bar
+                        bar.write(f"FAILED {report['input']}: "
+                                  f"{report['error']}", file=sys.stderr)
                     bar.update()
     finally:
         with holding_stop_signals():  # a second Ctrl-C waits for this

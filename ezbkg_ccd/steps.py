@@ -12,7 +12,7 @@ from astropy.io import fits
 
 from ezbkg_ccd import _engine
 from ezbkg_ccd._conditioning import work_dtype
-from ezbkg_ccd._dask import dask_array, is_dask, with_mask
+from ezbkg_ccd._dask import is_dask, with_mask
 from ezbkg_ccd._reader import lazy_ccddata
 from ezbkg_ccd._uncertainty import subtracted_uncertainty
 from ezbkg_ccd._validation import (
@@ -89,7 +89,7 @@ def _estimate(ccd, *, coverage_mask=None, fill_value=0.0, **options):
     invalid, and given ``fill_value`` in the maps.
     """
     if coverage_mask is None:
-        return _estimate_covered(ccd, **options)
+        return _estimate_plain(ccd, **options)
     fill_value = _as_fill(fill_value)
     if np.shape(coverage_mask) != ccd.shape:
         msg = (f'coverage_mask must have the image shape {ccd.shape}, got '
@@ -99,7 +99,7 @@ def _estimate(ccd, *, coverage_mask=None, fill_value=0.0, **options):
         coverage_mask = as_mask(coverage_mask, name='coverage_mask',
                                 shape=ccd.shape)
     mask = options.pop('mask', None)
-    background, raw = _estimate_covered(
+    background, raw = _estimate_plain(
         ccd, mask=coverage_mask if mask is None else coverage_mask | mask,
         **options)
     return _filled(background, coverage_mask, fill_value), raw
@@ -119,29 +119,20 @@ def _as_fill(value):
 def _filled(background, coverage, fill_value):
     """``background`` with ``fill_value`` where ``coverage`` is `True`
     (no data), recorded as ``BKGNCOV`` and ``BKGFILL``."""
-    def fill(values):
-        if callable(values):
-            return lambda: fill(values())
-        where = dask_array().where if is_dask(values) or is_dask(
-            coverage) else np.where
-        return where(coverage, values.dtype.type(fill_value), values)
-
-    header = background.header.copy()
-    set_keyword(header, 'BKGNCOV', int(coverage.sum()), KEYWORDS['BKGNCOV'])
-    set_keyword(header, 'BKGFILL', 'NaN' if np.isnan(fill_value)  # FITS
+    filled = background.filled(coverage, fill_value)
+    set_keyword(filled.header, 'BKGNCOV', int(coverage.sum()),
+                KEYWORDS['BKGNCOV'])
+    set_keyword(filled.header, 'BKGFILL', 'NaN' if np.isnan(fill_value)
                 else fill_value, KEYWORDS['BKGFILL'])  # cards hold no NaN
-    return Background(fill(background._data), fill(background._rms), header,
-                      source_mask=background.source_mask,
-                      invalid_mask=background.invalid_mask,
-                      shape=background.shape)
+    return filled
 
 
-def _estimate_covered(ccd, *, target=None, method='sep', box_size=64,
+def _estimate_plain(ccd, *, target=None, method='sep', box_size=64,
                       filter_size=3, filter_threshold=0.0, mask=None,
                       source_mask=None, source_mask_options=None,
                       reject_skewed=False, saturation='header', zero_area=100,
                       chunks=None, **options):
-    """`_estimate` without a coverage mask."""
+    """`_estimate` of a frame without a coverage mask."""
     settings = as_settings(method, shape=ccd.shape, box_size=box_size,
                            filter_size=filter_size,
                            filter_threshold=filter_threshold,

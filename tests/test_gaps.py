@@ -464,6 +464,21 @@ class TestBatchInThisProcess:
         assert [report.status for report in reports] == ['done'] * 3
         assert '3/3' in capsys.readouterr().err
 
+    def test_progress_shows_failures_and_time_left(self, tmp_path, capsys):
+        """A failure is written above the bar as it happens; the bar
+        shows the time left."""
+        pytest.importorskip('tqdm')
+        paths = [constant_sky(tmp_path / 'a.fits', 100.0),
+                 tmp_path / 'bad.fits', constant_sky(tmp_path / 'c.fits', 9.0)]
+        paths[1].write_text('not FITS')
+        reports = process_files(paths, output_dir=tmp_path / 'out',
+                                box_size=32, progress=True)
+        assert [report.status for report in reports] == [
+            'done', 'failed', 'done']
+        shown = capsys.readouterr().err
+        assert f'FAILED {paths[1]}: cannot read' in shown
+        assert '<' in shown.split('FAILED')[-1]  # tqdm's elapsed<left
+
     def test_progress_without_tqdm(self, tmp_path, monkeypatch, caplog):
         """Without tqdm, progress=True logs how to get a bar and goes on."""
         monkeypatch.setitem(sys.modules, 'tqdm', None)  # import fails
