@@ -7,8 +7,10 @@ A science file written by `write_with_background` is what
 ``UNCERT``, WCS in the header) plus the ``BKG`` map and ``BKGRMS`` map
 HDUs, each with the provenance keywords. A standalone background file
 (`write_background`) is an empty primary HDU and the same two HDUs.
-A constant background is stored without data (its level and RMS are in
-the header) unless ``full_map=True``. A result or background held as
+A constant background is stored tile-compressed (a few kilobytes, and
+shown by image viewers), unless ``full_map=True``; files that stored it
+without data (its level and RMS in the header, ``BKGNAX1``/``BKGNAX2``,
+as ezbkg-ccd 0.1 wrote it) are still read. A result or background held as
 Dask arrays (a frame processed in chunks) is written chunk by chunk
 (`~ezbkg_ccd._fits.write_streamed`), never whole in memory.
 
@@ -62,9 +64,9 @@ def image_hdu(data, header, name, compress):
     return fits.CompImageHDU(data, header=header, name=name, **options)
 
 
-def _is_compact(background, full_map):
+def _is_constant(background):
     """A constant background whose maps are exactly its global values."""
-    if full_map or background.is_2d:
+    if background.is_2d:
         return False
     scalar = background.data.dtype.type
     return bool(np.all(background.data == scalar(background.global_back))
@@ -117,19 +119,18 @@ def _lazy_write(ccd, background, path, *, overwrite, compress):
 
 
 def background_hdus(background, *, compress=False, full_map=False):
-    """The ``BKG`` and ``BKGRMS`` HDUs of ``background``."""
+    """
+    The ``BKG`` and ``BKGRMS`` HDUs of ``background``: tile-compressed
+    losslessly with ``compress``, and for a constant background unless
+    ``full_map`` (flat maps take almost no room so, and image viewers
+    show them as the images they are).
+    """
     header = fits.Header(background.header)
-    if _is_compact(background, full_map):
-        header['BKGNAX1'] = (background.shape[1], KEYWORDS['BKGNAX1'])
-        header['BKGNAX2'] = (background.shape[0], KEYWORDS['BKGNAX2'])
-        header['BKGBITPX'] = (fits.DTYPE2BITPIX[background.data.dtype.name],
-                              KEYWORDS['BKGBITPX'])
-        data = rms = None
-    else:
-        data = np.ascontiguousarray(background.data)
-        rms = np.ascontiguousarray(background.rms)
-    return [image_hdu(data, header, 'BKG', compress),
-            image_hdu(rms, header, 'BKGRMS', compress)]
+    compress = compress or (not full_map and _is_constant(background))
+    return [image_hdu(np.ascontiguousarray(values), header, name, compress)
+            for name, values in zip(BACKGROUND_HDUS, (background.data,
+                                                      background.rms),
+                                    strict=True)]
 
 
 def _check_background(background, shape=None):
@@ -177,7 +178,8 @@ def write_with_background(ccd, background, path, *, overwrite=False,
         Tile-compress the extensions losslessly (GZIP_2 for floats, RICE_1
         for the mask). The default is `False`.
     full_map : bool, optional
-        Store a constant background as full arrays too (default `False`).
+        Store a constant background as plain arrays, not tile-compressed
+        (default `False`).
 
     Raises
     ------

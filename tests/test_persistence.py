@@ -148,16 +148,36 @@ class TestRoundTrip:
         assert_same_background(bkg_again, bkg)
         assert ccd_again.meta['SUBBKG'] == result.meta['SUBBKG']
 
-    def test_constant_is_compact(self, flat_sky, tmp_path):
-        """A constant background is stored without arrays by default."""
+    def test_constant_is_compressed_and_viewable(self, flat_sky, tmp_path):
+        """A constant background is stored as flat maps, tile-compressed
+        losslessly by default: a viewer shows them, and they take almost
+        no room."""
         bkg = estimate_background(flat_sky[0], method='constant')
-        write_with_background(flat_sky[0], bkg, tmp_path / 'c.fits')
+        write_background(bkg, tmp_path / 'c.fits')
+        write_background(bkg, tmp_path / 'full.fits', full_map=True)
         with fits.open(tmp_path / 'c.fits') as hdulist:
-            assert hdulist['BKG'].data is None
-            assert hdulist['BKG'].header['BKGNAX1'] == 256
-        _, again = read_with_background(tmp_path / 'c.fits')
+            assert isinstance(hdulist['BKG'], fits.CompImageHDU)
+            assert (hdulist['BKG'].data == np.float32(bkg.global_back)).all()
+            assert hdulist['BKGRMS'].data.shape == (256, 256)
+        small, full = ((tmp_path / name).stat().st_size
+                       for name in ('c.fits', 'full.fits'))
+        assert small < full / 10
+        again = read_background(tmp_path / 'c.fits')
         assert_same_background(again, bkg)
         assert again.data.flags.writeable
+
+    def test_compact_files_of_0_1_still_read(self, flat_sky, tmp_path):
+        """A constant background stored without data (BKGNAX1/2, as 0.1
+        wrote it) reads back as full maps."""
+        bkg = estimate_background(flat_sky[0], method='constant')
+        header = fits.Header(bkg.header)
+        header['BKGNAX1'], header['BKGNAX2'] = 256, 256
+        header['BKGBITPX'] = -32
+        fits.HDUList([fits.PrimaryHDU(),
+                      fits.ImageHDU(header=header, name='BKG'),
+                      fits.ImageHDU(header=header, name='BKGRMS')]).writeto(
+            tmp_path / 'old.fits')
+        assert_same_background(read_background(tmp_path / 'old.fits'), bkg)
 
     def test_constant_full_map(self, flat_sky, tmp_path):
         """full_map=True stores a constant as arrays."""
@@ -361,10 +381,12 @@ class TestBadFiles:
     def test_compact_without_shape(self, flat_sky, tmp_path):
         """A dataless BKG HDU needs its shape keywords."""
         bkg = estimate_background(flat_sky[0], method='constant')
-        bkg.write(tmp_path / 'bkg.fits')
-        with fits.open(tmp_path / 'bkg.fits') as hdulist:
-            del hdulist['BKG'].header['BKGNAX1']
-            hdulist.writeto(tmp_path / 'damaged.fits')
+        fits.HDUList([fits.PrimaryHDU(),
+                      fits.ImageHDU(header=fits.Header(bkg.header),
+                                    name='BKG'),
+                      fits.ImageHDU(header=fits.Header(bkg.header),
+                                    name='BKGRMS')]).writeto(
+            tmp_path / 'damaged.fits')
         with pytest.raises(ValueError, match='no data and no BKGNAX1'):
             read_background(tmp_path / 'damaged.fits')
 
