@@ -163,7 +163,7 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         global_rms = float(background.globalrms)
         extra = {'sep_background': background}
         subtract_from = background.subfrom
-    rms, global_rms = _no_noise(rms, global_rms)
+    rms, global_rms = no_noise(rms, global_rms)
     if edge == 'adaptive':
         noise = global_rms * np.sqrt(2 * MODE_VARIANCE_FACTOR / samples)
         lazy_back = back
@@ -178,9 +178,10 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
                               subtract_from=subtract_from)
 
 
-def _no_noise(rms, global_rms):
-    """The RMS map and global RMS, the latter 0 where SEP's 1.0 means
-    that no mesh has a positive RMS (a noiseless frame)."""
+def no_noise(rms, global_rms):
+    """The RMS map (or mesh grid) and global RMS, the latter 0 where
+    SEP's 1.0 means that no mesh has a positive RMS (a noiseless
+    frame)."""
     if global_rms == 1.0:
         rms = rms() if callable(rms) else rms
         if not rms.any():
@@ -201,7 +202,7 @@ def _smooth_estimate(data, mask, box_size, edge):
         raise ValueError(msg)
     back, rms, global_back, global_rms = smooth_maps(
         data, mask if mask.any() else None, bw=box_size[1], bh=box_size[0])
-    rms, global_rms = _no_noise(rms, global_rms)
+    rms, global_rms = no_noise(rms, global_rms)
     return BackgroundEstimate(back, rms, global_back, global_rms, is_2d=True,
                               samples_per_estimate=box_size[0] * box_size[1])
 

@@ -45,7 +45,7 @@ from ezbkg_ccd._dask import chunk_rows, dask_array, is_dask
 from ezbkg_ccd._sep.lazy import mesh_chunks, sep_maps
 from ezbkg_ccd._uncertainty import subtracted_uncertainty
 from ezbkg_ccd.background import Background
-from ezbkg_ccd.estimators import check_sep_box, single_pixel_rows
+from ezbkg_ccd.estimators import check_sep_box, no_noise, single_pixel_rows
 from ezbkg_ccd.masks import rule_saturation, zeros_are_sky
 from ezbkg_ccd.registry import BackgroundEstimate
 
@@ -407,9 +407,7 @@ def lazy_estimate(ccd, settings, *, mask, rule, source_mask=None,
                     counted=tuple(counted), all_usable=excluded is None)
     counts = list(maps.counts)
     invalid_count = counts.pop(0) if frame.invalid_sources else 0
-    global_rms = maps.global_rms
-    if global_rms == 1.0 and not maps.grids[2].any():
-        global_rms = 0.0  # SEP's 1.0: no mesh has any noise
+    _, global_rms = no_noise(maps.grids[2], maps.global_rms)
     result = BackgroundEstimate(maps.back, maps.rms, maps.global_back,
                                 global_rms, is_2d=True,
                                 samples_per_estimate=bh * bw)

@@ -655,3 +655,12 @@ def test_progress_of_a_frame_in_chunks(tmp_path, capsys):
         assert reports[0].status == 'done'
         shown = capsys.readouterr().err
         assert ('100% Completed' in shown) is progress
+
+
+def test_noiseless_frame_has_no_noise():
+    """SEP's global RMS of 1.0 on a frame without noise is 0, in chunks
+    as in memory."""
+    data = np.full((128, 96), 5.0, np.float32)
+    lazy = estimate_background(data, box_size=32, chunks=32)
+    assert lazy.global_rms == estimate_background(
+        data, box_size=32).global_rms == 0.0

@@ -155,8 +155,7 @@ def rows_read(bad, band, filter_height):
     >>> rows_read(bad, (8, 16), 3)
     (5, 16)
     """
-    half = filter_height // 2
-    first, stop = max(band[0] - half, 0), min(band[1] + half, len(bad))
+    first, stop = first_read(band, len(bad), filter_height)
     lowest, end = _fill_reach(bad, first, stop)
     return min(first, lowest), max(stop, end)
 
