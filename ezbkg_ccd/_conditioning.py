@@ -386,6 +386,12 @@ def restore(estimate, conditioning):
                                  conditioning.offset),
             global_back=estimate.global_back * scale + conditioning.offset,
             global_rms=estimate.global_rms * scale, subtract_from=None)
+        if estimate.meshes is not None:
+            back, rms = (np.asarray(grid, np.float64)
+                         for grid in estimate.meshes)
+            changes['meshes'] = (
+                _restored(back, conditioning, conditioning.offset),
+                _restored(rms, conditioning, 0))
     return dataclasses.replace(estimate, **changes)
 
 

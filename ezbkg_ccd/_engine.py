@@ -15,8 +15,8 @@ import numpy as np
 
 from ezbkg_ccd._conditioning import Conditioning, condition, restore, working_copy
 from ezbkg_ccd._validation import rule_cards
-from ezbkg_ccd.background import Background
-from ezbkg_ccd.meshes import require_usable_mesh, skewed_meshes
+from ezbkg_ccd.background import Background, MeshValues
+from ezbkg_ccd.meshes import require_usable_mesh, skewed_meshes, usable_counts
 from ezbkg_ccd.provenance import options_text, path_to_header, provenance_header
 
 __all__ = []
@@ -110,6 +110,9 @@ def estimate_raw(frame, settings, excluded):
         frame.work, mask=excluded, box_size=settings.box_size,
         filter_size=settings.filter_size,
         filter_threshold=settings.filter_threshold, **settings.options)
+    if raw.meshes is not None and raw.n_pixels_mesh is None:
+        raw = dataclasses.replace(raw, n_pixels_mesh=usable_counts(
+            excluded, settings.box_size))
     return raw, rejected
 
 
@@ -142,8 +145,17 @@ def estimate(frame, settings, *, source_mask=None, source_kind='user',
                             source_mask=source_mask,
                             invalid_mask=frame.invalid,
                             shape=frame.work.shape,
-                            subtract_from=result.subtract_from)
+                            subtract_from=result.subtract_from,
+                            meshes=_meshes(result))
     return background, raw
+
+
+def _meshes(result):
+    """The mesh values a `~ezbkg_ccd.Background` holds of an estimator's
+    ``result``, or `None`."""
+    if result.meshes is None:
+        return None
+    return MeshValues(*result.meshes, result.n_pixels_mesh)
 
 
 def provenance(frame, settings, result, *, invalid_count, source_count=None,

@@ -3,6 +3,8 @@
 Uncertainty of a background-subtracted image.
 """
 
+import types
+
 import numpy as np
 from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertainty
 
@@ -148,3 +150,44 @@ def subtracted_uncertainty(ccd, residual, background, *, gain,
     _add_in_blocks(variance, lambda rows: np.clip(
         residual[rows], 0, None) / variance.dtype.type(gain))
     return _as_uncertainty(variance, StdDevUncertainty, ccd.unit)
+
+
+def uncertainty_cards(ccd, gain):
+    """
+    The cards that say how `subtracted_uncertainty` makes the uncertainty
+    of ``ccd`` minus a background: ``BKGUNC`` (``input``: the input's,
+    combined; ``sky``: from the background RMS; ``sky+poisson``: with
+    the Poisson term of ``BKGGAIN`` electrons per data unit) and
+    ``BKGGAIN`` (`None`: no card).
+    """
+    if ccd.uncertainty is not None:
+        return {'BKGUNC': 'input', 'BKGGAIN': None}
+    if gain is None:
+        return {'BKGUNC': 'sky', 'BKGGAIN': None}
+    return {'BKGUNC': 'sky+poisson', 'BKGGAIN': float(gain)}
+
+
+#: The comments of the cards of `uncertainty_cards`.
+UNCERTAINTY_COMMENTS = {
+    'BKGUNC': 'uncertainty made from: input, sky, sky+poisson',
+    'BKGGAIN': '[electron/unit] gain of its Poisson term',
+}
+
+
+def rebuilt_uncertainty(data, unit, background, header):
+    """
+    The uncertainty `subtracted_uncertainty` made of the background
+    alone, rebuilt from the subtracted ``data`` and the ``background``
+    as ``header`` records it (``BKGUNC``, ``BKGGAIN``), or `None` if it
+    was made from the input's own uncertainty (or the header does not
+    say).
+    """
+    kind = header.get('BKGUNC')
+    if kind not in ('sky', 'sky+poisson'):
+        return None
+    gain = header.get('BKGGAIN') if kind == 'sky+poisson' else None
+    if kind == 'sky+poisson' and gain is None:
+        return None
+    return subtracted_uncertainty(
+        types.SimpleNamespace(uncertainty=None, unit=unit), data,
+        background, gain=gain)

@@ -3,15 +3,18 @@
 The `Background` class: a background map, its RMS and its provenance.
 """
 
+import dataclasses
+
 import astropy.units as u
 import numpy as np
 from astropy.io import fits, registry
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ezbkg_ccd._dask import dask_array, is_dask
+from ezbkg_ccd._mesh_plot import plot_mesh_grid
 from ezbkg_ccd.provenance import REQUIRED_KEYWORDS
 
-__all__ = ['Background']
+__all__ = ['Background', 'MeshValues']
 
 #: Variance of SExtractor's mode ``2.5 median - 1.5 mean`` of n Gaussian
 #: samples, in units of sigma**2 / n: 6.25 var(median) + 2.25 var(mean)
@@ -57,6 +60,28 @@ class BackgroundWrite(registry.UnifiedReadWrite):
         self.registry.write(self._instance, *args, format=format, **kwargs)
 
 
+@dataclasses.dataclass(frozen=True)
+class MeshValues:
+    """
+    A background's values per mesh: the low-resolution grids that the
+    full-resolution maps interpolate.
+
+    Attributes
+    ----------
+    background, rms : `~numpy.ndarray`
+        Each mesh's level and RMS after meshes with too few usable pixels
+        are filled from their neighbours and the median filter is applied
+        (SExtractor's ``MINIBACK`` and ``MINIBACK_RMS`` check-images).
+    n_pixels : `~numpy.ndarray` of int
+        Each mesh's usable pixels (not invalid, not masked), before
+        clipping.
+    """
+
+    background: np.ndarray
+    rms: np.ndarray
+    n_pixels: np.ndarray
+
+
 def _held(value):
     """A map as a `Background` holds it: a callable or a Dask array as
     it is, anything else as an array."""
@@ -95,6 +120,9 @@ class Background:
     subtract_from : callable, optional
         In-place subtraction without a full-size map, used by
         `subtract_from` while `data` is not computed.
+    meshes : `MeshValues`, optional
+        The values per mesh, if the estimator has a mesh grid
+        (`background_mesh`, `background_rms_mesh`, `n_pixels_mesh`).
 
     Raises
     ------
@@ -119,8 +147,10 @@ class Background:
     write = registry.UnifiedReadWriteMethod(BackgroundWrite)
 
     def __init__(self, data, rms, header, *, source_mask=None,
-                 invalid_mask=None, shape=None, subtract_from=None):
+                 invalid_mask=None, shape=None, subtract_from=None,
+                 meshes=None):
         self._data, self._rms = _held(data), _held(rms)
+        self.meshes = meshes
         if callable(data) or callable(rms):
             if shape is None:
                 msg = 'shape must be given when a map is computed lazily'
@@ -226,12 +256,105 @@ class Background:
         return Background(fill(self._data), fill(self._rms),
                           fits.Header(self.header),
                           source_mask=self.source_mask,
-                          invalid_mask=self.invalid_mask, shape=self.shape)
+                          invalid_mask=self.invalid_mask, shape=self.shape,
+                          meshes=self.meshes)
 
     @property
     def shape(self):
         """The image shape, ``(ny, nx)``."""
         return self._shape
+
+    def _mesh(self, name):
+        """A field of `meshes`, or `None`."""
+        return None if self.meshes is None else getattr(self.meshes, name)
+
+    @property
+    def background_mesh(self):
+        """
+        The level of each ``box_size`` mesh as the map interpolates it
+        (photutils' name; SExtractor's ``MINIBACK``), or `None` if the
+        estimator has no mesh grid (``constant``) or the background was
+        read from a file.
+
+        Meshes tile the image from pixel (0, 0), the last row and column
+        cut short (`~ezbkg_ccd.meshes.grid_shape`). A mesh with under
+        half its pixels usable (`n_pixels_mesh`) holds the value filled
+        from its neighbours; every mesh is after the median filter.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ezbkg_ccd import estimate_background
+        >>> data = np.random.default_rng(0).normal(10.0, 1.0, (100, 128))
+        >>> bkg = estimate_background(data, box_size=32)
+        >>> bkg.background_mesh.shape, bkg.n_pixels_mesh[-1].tolist()
+        ((4, 4), [128, 128, 128, 128])
+        >>> np.round(bkg.background_mesh[0], 1)
+        array([9.9, 9.9, 9.9, 9.8], dtype=float32)
+        """
+        return self._mesh('background')
+
+    @property
+    def background_rms_mesh(self):
+        """The RMS of each mesh (SExtractor's ``MINIBACK_RMS``), or `None`;
+        see `background_mesh`."""
+        return self._mesh('rms')
+
+    @property
+    def n_pixels_mesh(self):
+        """The number of usable pixels (not invalid, not masked, before
+        clipping) of each mesh, or `None`; see `background_mesh`."""
+        return self._mesh('n_pixels')
+
+    @property
+    def npixels_mesh(self):
+        """`n_pixels_mesh` by the name photutils used before 3.0."""
+        return self.n_pixels_mesh
+
+    def plot_meshes(self, *, ax=None, marker='+', markersize=None,
+                    color='blue', alpha=None, outlines=False,
+                    excluded_color='red', **kwargs):
+        """
+        Mark the meshes on a matplotlib axes, as photutils'
+        ``Background2D.plot_meshes`` does.
+
+        Each mesh's centre is marked with ``marker``; a mesh with under
+        half its pixels usable, whose value was filled from its
+        neighbours, with an ``x`` in ``excluded_color``. With
+        ``outlines``, the mesh boxes are drawn too (``kwargs`` go to
+        their `matplotlib.patches.Rectangle`).
+
+        Parameters
+        ----------
+        ax : `matplotlib.axes.Axes`, optional
+            Where to draw (default: the current axes).
+        marker, markersize, color, alpha
+            As for `matplotlib.axes.Axes.scatter` (``markersize`` in
+            points squared).
+        outlines : bool, optional
+            Draw each mesh's box.
+        excluded_color : str, optional
+            Colour of the meshes filled from their neighbours.
+
+        Returns
+        -------
+        ax : `matplotlib.axes.Axes`
+
+        Raises
+        ------
+        ValueError
+            If this background has no mesh values (`background_mesh` is
+            `None`).
+        """
+        if self.meshes is None:
+            msg = (f'this background has no mesh values to plot (method '
+                   f'{self.method!r}, or read from a file)')
+            raise ValueError(msg)
+        return plot_mesh_grid(self.shape, self.box_size,
+                              self.n_pixels_mesh, ax=ax, marker=marker,
+                              markersize=markersize, color=color, alpha=alpha,
+                              outlines=outlines,
+                              excluded_color=excluded_color, **kwargs)
 
     def subtract_from(self, array):
         """

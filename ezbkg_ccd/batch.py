@@ -51,6 +51,7 @@ from ezbkg_ccd.persistence import (
     image_hdus_of,
     recorded_target,
     same_file,
+    without_rebuildable,
     write_background,
     write_with_background,
 )
@@ -127,7 +128,7 @@ def _chunked_automatically(hdulist, path, settings):
     header, available = hdulist[index].header, available_memory()
     if (isinstance(hdulist[index], fits.CompImageHDU) or available is None
             or is_compressed_file(path) or settings['plot']
-            or settings['compress']):
+            or settings['compress'] or settings['omit_rebuildable']):
         return False
     shape = (header['NAXIS2'], header['NAXIS1'])
     size = abs(header['BITPIX']) // 8 * shape[0] * shape[1]
@@ -228,26 +229,30 @@ def _write(results, output, settings):
     """Write what `_process` computed."""
     overwrite, compress = settings['overwrite'], settings['compress']
     if settings['all_hdus']:
-        atomic_write(_multi_hdulist(results, compress), output,
+        atomic_write(_multi_hdulist(results, compress,
+                                    settings['omit_rebuildable']), output,
                      overwrite=overwrite)
     elif settings['mode'] == 'subtract':
         write_with_background(results[0][3], results[0][2], output,
-                              overwrite=overwrite, compress=compress)
+                              overwrite=overwrite, compress=compress,
+                              omit_rebuildable=settings['omit_rebuildable'])
     else:
         write_background(results[0][2], output, overwrite=overwrite,
                          compress=compress)
 
 
-def _multi_hdulist(results, compress):
+def _multi_hdulist(results, compress, omit_rebuildable):
     """
     One file for several HDUs: per input HDU, its subtracted image (with
-    ``MASK`` and ``UNCERT``) and ``BKG``/``BKGRMS``, all told apart by
-    ``EXTVER`` (1, 2, ...).
+    ``MASK`` and ``UNCERT``, unless ``omit_rebuildable`` leaves it out)
+    and ``BKG``/``BKGRMS``, all told apart by ``EXTVER`` (1, 2, ...).
     """
     hdus = [fits.PrimaryHDU()]
     for version, (index, ccd, background, result) in enumerate(results, 1):
         group = []
         if result is not None:
+            if omit_rebuildable:
+                result = without_rebuildable(result, background)
             image, *extras = image_hdus_of(result)
             name = ccd.meta.get('EXTNAME') or f'HDU{index}'
             group = [image_hdu(hdu.data, hdu.header, hdu.name, compress)
@@ -365,7 +370,8 @@ def _log(report):
 def process_files(paths, *, output_dir, n_jobs=1, client=None,
                   mode='subtract', suffix=None, overwrite=False, hdu=None,
                   all_hdus=False, unit=None, resubtract=False, plot=False,
-                  progress=False, isolate=False, compress=False, **options):
+                  progress=False, isolate=False, compress=False,
+                  omit_rebuildable=False, **options):
     """
     Estimate or subtract the background of many FITS files.
 
@@ -417,6 +423,11 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
         are always isolated).
     compress : bool, optional
         Tile-compress the outputs' extensions losslessly (see
+        `~ezbkg_ccd.write_with_background`; not for frames processed in
+        chunks).
+    omit_rebuildable : bool, optional
+        Leave out each output's ``UNCERT`` where it is exactly rebuilt
+        from ``BKGRMS`` and the data (see
         `~ezbkg_ccd.write_with_background`; not for frames processed in
         chunks).
     **options
@@ -481,7 +492,7 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
     settings = {'mode': mode, 'overwrite': overwrite, 'hdu': hdu,
                 'all_hdus': all_hdus, 'unit': unit, 'plot': plot,
                 'resubtract': resubtract, 'options': options,
-                'compress': compress,
+                'compress': compress, 'omit_rebuildable': omit_rebuildable,
                 'frame_threads': max(1, (os.cpu_count() or 1) // n_jobs)}
     reports = [None] * len(inputs)
     tasks = []

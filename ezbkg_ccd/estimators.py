@@ -10,12 +10,12 @@ import warnings
 
 import numpy as np
 import sep
-from astropy.stats import SigmaClip, sigma_clipped_stats
+from astropy.stats import SigmaClip
 from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
 
 from ezbkg_ccd._moved import caller_stacklevel
 from ezbkg_ccd._sep import strips
-from ezbkg_ccd._sep.binding import TESTED_VERSIONS
+from ezbkg_ccd._sep.binding import TESTED_VERSIONS, subtract_maps
 from ezbkg_ccd._sep.smooth import smooth_maps
 from ezbkg_ccd._validation import as_choice, as_int
 from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
@@ -23,12 +23,14 @@ from ezbkg_ccd.meshes import (
     MIN_MESH_COVERAGE,
     fill_edges,
     require_usable_mesh,
+    usable_counts,
 )
 from ezbkg_ccd.registry import (
     BackgroundEstimate,
     keyword_names,
     register_estimator,
 )
+from ezbkg_ccd.statistics import level_estimator, rms_estimator
 
 __all__ = ['sep_estimator', 'constant_estimator', 'photutils_estimator']
 
@@ -143,25 +145,27 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
                'bw': box_size[1], 'fh': filter_size[0], 'fw': filter_size[1],
                'fthresh': filter_threshold}
     samples = box_size[0] * box_size[1]
-    if n_threads > 1 and not strips.usable():
-        why = (f'sep {sep.__version__} failed its self-check'
-               if strips.AVAILABLE else
-               f'needs a SEP version tested with ezbkg-ccd '
-               f'({", ".join(TESTED_VERSIONS)}), found sep {sep.__version__}')
-        msg = (f'n_threads={n_threads}: threaded strips {why}; computing '
-               'the background in one call')
-        warnings.warn(msg, AstropyUserWarning, stacklevel=2)
-        n_threads = 1
-    if n_threads > 1:
-        back, rms, global_back, global_rms = strips.sep_strips(
+    if strips.usable():
+        back, rms, global_back, global_rms, meshes, subtract_from = _sep_c(
             data, n_threads=n_threads, **options)
-        extra, subtract_from = {}, None
+        n_pixels = usable_counts(mask, box_size)  # as SEP was given them
+        extra = {'sep_background': lambda: sep.Background(data, **options)}
     else:
+        if n_threads > 1:
+            why = (f'sep {sep.__version__} failed its self-check'
+                   if strips.AVAILABLE else
+                   f'needs a SEP version tested with ezbkg-ccd '
+                   f'({", ".join(TESTED_VERSIONS)}), found sep '
+                   f'{sep.__version__}')
+            msg = (f'n_threads={n_threads}: threaded strips {why}; '
+                   'computing the background in one call')
+            warnings.warn(msg, AstropyUserWarning, stacklevel=2)
         background = sep.Background(data, **options)
         back, rms = background.back, background.rms
         global_back = float(background.globalback)
         global_rms = float(background.globalrms)
-        extra = {'sep_background': background}
+        extra = {'sep_background': lambda: background}
+        meshes = n_pixels = None
         subtract_from = background.subfrom
     rms, global_rms = no_noise(rms, global_rms)
     if edge == 'adaptive':
@@ -175,7 +179,29 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         subtract_from = None
     return BackgroundEstimate(back, rms, global_back, global_rms, is_2d=True,
                               samples_per_estimate=samples, extra=extra,
-                              subtract_from=subtract_from)
+                              subtract_from=subtract_from, meshes=meshes,
+                              n_pixels_mesh=n_pixels)
+
+
+def _sep_c(data, *, mask, n_threads, bw, bh, fw, fh, fthresh):
+    """
+    SEP's background through its C library (`ezbkg_ccd._sep`): the maps
+    (computed on first use), global values, mesh grids and in-place
+    subtraction, bit for bit those of `sep.Background`.
+    """
+    grids, global_back, global_rms = strips.sep_grids(
+        data, mask, n_threads=n_threads, bw=bw, bh=bh, fw=fw, fh=fh,
+        fthresh=fthresh)
+
+    shape, dtype = data.shape, data.dtype  # the maps do not hold the data
+
+    def interpolated(which):
+        return lambda: strips.grid_map(grids, shape, dtype, which=which,
+                                       bw=bw, bh=bh, n_threads=n_threads)
+
+    return (interpolated('back'), interpolated('rms'), global_back,
+            global_rms, (grids[0], grids[2]),
+            lambda array: subtract_maps(grids, array, bw=bw, bh=bh))
 
 
 def no_noise(rms, global_rms):
@@ -200,23 +226,29 @@ def _smooth_estimate(data, mask, box_size, edge):
                f"ezbkg-ccd ({', '.join(TESTED_VERSIONS)}), found sep "
                f"{sep.__version__}")
         raise ValueError(msg)
-    back, rms, global_back, global_rms = smooth_maps(
+    back, rms, global_back, global_rms, grids = smooth_maps(
         data, mask if mask.any() else None, bw=box_size[1], bh=box_size[0])
     rms, global_rms = no_noise(rms, global_rms)
     return BackgroundEstimate(back, rms, global_back, global_rms, is_2d=True,
-                              samples_per_estimate=box_size[0] * box_size[1])
+                              samples_per_estimate=box_size[0] * box_size[1],
+                              meshes=grids,
+                              n_pixels_mesh=usable_counts(mask, box_size))
 
 
 def constant_estimator(data, *, mask, box_size, filter_size,
-                       filter_threshold, sigma=3.0, maxiters=10):
+                       filter_threshold, sigma=3.0, maxiters=10,
+                       bkg_estimator='mode', bkg_rms_estimator='std'):
     """
     One sigma-clipped level for the whole frame (a 1-D background).
 
-    The level is SExtractor's mode estimate of the clipped pixels,
-    ``2.5 median - 1.5 mean``, or the median where the two disagree by
-    0.3 sigma or more (a crowded frame); the RMS is the clipped standard
-    deviation. ``box_size``, ``filter_size`` and ``filter_threshold`` are
-    not used.
+    The usable pixels are clipped at ``sigma`` (astropy
+    `~astropy.stats.SigmaClip`, up to ``maxiters`` passes); the level is
+    then ``bkg_estimator`` of the rest and the RMS ``bkg_rms_estimator``
+    (`ezbkg_ccd.statistics`). The default level is SExtractor's mode
+    estimate ``2.5 median - 1.5 mean``, or the median where the two
+    disagree by 0.3 sigma or more (a crowded frame); the default RMS the
+    standard deviation. ``box_size``, ``filter_size`` and
+    ``filter_threshold`` are not used.
 
     Examples
     --------
@@ -230,13 +262,11 @@ def constant_estimator(data, *, mask, box_size, filter_size,
     >>> estimate.global_back, estimate.global_rms, estimate.is_2d
     (5.0, 0.0, False)
     """
+    level_of, rms_of = (level_estimator(bkg_estimator),
+                        rms_estimator(bkg_rms_estimator))
     values = data[~mask]
-    mean, median, std = (float(v) for v in sigma_clipped_stats(
-        values, sigma=sigma, maxiters=maxiters))
-    if std > 0 and abs(mean - median) / std < 0.3:
-        level = 2.5 * median - 1.5 * mean
-    else:
-        level = median
+    clipped = SigmaClip(sigma=sigma, maxiters=maxiters)(values, masked=False)
+    level, std = float(level_of(clipped)), float(rms_of(clipped))
     return BackgroundEstimate(
         np.broadcast_to(np.asarray(level, dtype=data.dtype), data.shape),
         np.broadcast_to(np.asarray(std, dtype=data.dtype), data.shape),
@@ -246,13 +276,15 @@ def constant_estimator(data, *, mask, box_size, filter_size,
 def photutils_estimator(data, *, mask, box_size, filter_size,
                         filter_threshold, **background2d_options):
     """
-    photutils `~photutils.background.Background2D` with the SExtractor
-    estimator.
+    photutils `~photutils.background.Background2D`, by default with the
+    SExtractor estimator.
 
     Sigma clipping at 3 sigma (10 iterations) and boxes with more than
     50 % masked pixels excluded, as SEP does; a ``filter_threshold`` of 0
     filters every mesh. Further keywords go to
-    `~photutils.background.Background2D`.
+    `~photutils.background.Background2D`; its ``bkg_estimator`` and
+    ``bkg_rms_estimator`` may also be given by name (``'median'``,
+    ``'biweight'``, ... see `ezbkg_ccd.statistics`).
 
     Examples
     --------
@@ -272,6 +304,10 @@ def photutils_estimator(data, *, mask, box_size, filter_size,
                'bkg_estimator': SExtractorBackground(),
                'exclude_percentile': 100 * (1 - MIN_MESH_COVERAGE)}
     options.update(background2d_options)
+    for name, as_estimator in (('bkg_estimator', level_estimator),
+                               ('bkg_rms_estimator', rms_estimator)):
+        if name in background2d_options:
+            options[name] = as_estimator(options[name], name=name)
     background = Background2D(
         data, box_size, mask=mask if mask.any() else None,
         filter_size=filter_size,
@@ -281,7 +317,8 @@ def photutils_estimator(data, *, mask, box_size, filter_size,
         float(background.background_median),
         float(background.background_rms_median), is_2d=True,
         samples_per_estimate=box_size[0] * box_size[1],
-        extra={'photutils_background': background})
+        extra={'photutils_background': background},
+        meshes=(background.background_mesh, background.background_rms_mesh))
 
 
 def _background2d_options():

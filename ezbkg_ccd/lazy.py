@@ -44,7 +44,7 @@ from ezbkg_ccd._conditioning import (
 from ezbkg_ccd._dask import chunk_rows, dask_array, is_dask
 from ezbkg_ccd._sep.lazy import mesh_chunks, sep_maps
 from ezbkg_ccd._uncertainty import subtracted_uncertainty
-from ezbkg_ccd.background import Background
+from ezbkg_ccd.background import Background, MeshValues
 from ezbkg_ccd.estimators import check_sep_box, no_noise, single_pixel_rows
 from ezbkg_ccd.masks import rule_saturation, zeros_are_sky
 from ezbkg_ccd.registry import BackgroundEstimate
@@ -415,7 +415,9 @@ def lazy_estimate(ccd, settings, *, mask, rule, source_mask=None,
                                 invalid_count=invalid_count,
                                 source_count=counts[0] if counts else None)
     return Background(maps.back, maps.rms, header, source_mask=source_mask,
-                      invalid_mask=frame.invalid, shape=frame.work.shape)
+                      invalid_mask=frame.invalid, shape=frame.work.shape,
+                      meshes=MeshValues(maps.grids[0], maps.grids[2],
+                                        maps.n_pixels))
 
 
 def _subtracted(residual, rms, *given, kind, unit, given_unit, scale, gain):

@@ -13,6 +13,7 @@ from numbers import Real
 
 import astropy.units as u
 import numpy as np
+from astropy.stats import mad_std
 from astropy.utils.exceptions import AstropyUserWarning
 from scipy import ndimage
 
@@ -94,7 +95,7 @@ def zeros_are_sky(sample):
     if not np.array_equal(sample, np.round(sample)):
         return False
     level = np.median(sample) if sample.size else 0.0
-    spread = 1.4826 * np.median(np.abs(sample - level)) if sample.size else 0
+    spread = mad_std(sample) if sample.size else 0.0
     return abs(level) <= _ZERO_IS_SKY * spread
 
 

@@ -24,9 +24,10 @@ as it does a mesh with too few usable pixels.
 """
 
 import numpy as np
+from astropy.stats import sigma_clip
 
 __all__ = ['MIN_MESH_COVERAGE', 'SKEW_NOISE_FACTOR', 'mesh_count', 'grid_shape',
-           'tiles', 'expand',
+           'tiles', 'expand', 'mesh_sizes', 'usable_counts',
            'well_covered', 'require_usable_mesh', 'fill_edges',
            'skewed_meshes']
 
@@ -87,6 +88,39 @@ def expand(grid, box_size, shape):
     full = np.repeat(np.repeat(grid, box_size[0], axis=0), box_size[1],
                      axis=1)
     return full[:shape[0], :shape[1]]
+
+
+def mesh_sizes(shape, box_size):
+    """
+    The number of pixels of each mesh of an image of ``shape`` (the last
+    meshes cut short).
+
+    Examples
+    --------
+    >>> from ezbkg_ccd.meshes import mesh_sizes
+    >>> mesh_sizes((5, 7), (4, 4)).tolist()
+    [[16, 12], [4, 3]]
+    """
+    heights, widths = (np.diff(np.r_[0:size:box, size])
+                       for size, box in zip(shape, box_size, strict=True))
+    return np.outer(heights, widths)
+
+
+def usable_counts(excluded, box_size):
+    """
+    The number of usable pixels (``excluded`` `False`) of each mesh.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.meshes import usable_counts
+    >>> excluded = np.zeros((5, 7), bool)
+    >>> excluded[0, :3] = True
+    >>> usable_counts(excluded, (4, 4)).tolist()
+    [[13, 12], [4, 3]]
+    """
+    return np.count_nonzero(tiles(~excluded, box_size, fill=False),
+                            axis=(2, 3))
 
 
 #: A mesh must have at least this fraction of usable pixels (SExtractor's
@@ -234,11 +268,9 @@ def _band_skew(band, excluded, width):
     judged = count >= MIN_MESH_COVERAGE * values.shape[1]
     if not judged.any():
         return skew, noise
-    values = values[judged]
-    median = np.nanmedian(values, axis=1, keepdims=True)
-    spread = 1.4826 * np.nanmedian(np.abs(values - median), axis=1,
-                                   keepdims=True)
-    values[np.abs(values - median) > 3 * spread] = np.nan  # SExtractor-like
+    values = sigma_clip(np.ma.masked_invalid(values[judged]), sigma=3.0,
+                        maxiters=1, axis=1, stdfunc='mad_std',
+                        masked=False)  # SExtractor-like; NaN where clipped
     with np.errstate(invalid='ignore', divide='ignore'):
         skew[judged] = ((np.nanmean(values, axis=1)
                          - np.nanmedian(values, axis=1))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits, registry
 from astropy.io.fits.connect import is_fits
-from astropy.nddata import CCDData
+from astropy.nddata import CCDData, StdDevUncertainty
 
 from ezbkg_ccd._dask import is_dask
 from ezbkg_ccd._fits import atomic_write, check_writable, open_fits, write_streamed
@@ -38,6 +38,7 @@ from ezbkg_ccd._reader import (
     image_hdus,
     image_index,
 )
+from ezbkg_ccd._uncertainty import rebuilt_uncertainty
 from ezbkg_ccd._validation import as_ccddata
 from ezbkg_ccd._wcs import ccd_hdus
 from ezbkg_ccd.background import Background
@@ -155,8 +156,46 @@ def _foreign_hdus(path):
         return []
 
 
+#: Header card of an image whose ``UNCERT`` was left out, to rebuild.
+REBUILD_KEYWORD = 'BKGUNCR'
+
+
+def without_rebuildable(ccd, background):
+    """
+    ``ccd`` to write without its uncertainty when that is exactly the one
+    rebuilt from its data and ``background`` (``BKGUNC``; marked by
+    ``BKGUNCR = T``), else ``ccd`` itself.
+    """
+    uncertainty = ccd.uncertainty
+    if type(uncertainty) is not StdDevUncertainty or is_dask(ccd.data):
+        return ccd
+    rebuilt = rebuilt_uncertainty(ccd.data, ccd.unit, background, ccd.meta)
+    if (rebuilt is None or uncertainty.unit != rebuilt.unit
+            or not np.array_equal(np.asarray(uncertainty.array),
+                                  rebuilt.array, equal_nan=True)
+            or np.asarray(uncertainty.array).dtype != rebuilt.array.dtype):
+        return ccd
+    meta = ccd.meta.copy()
+    meta[REBUILD_KEYWORD] = (True, 'UNCERT left out: rebuilt from BKGRMS')
+    return CCDData(ccd.data, unit=ccd.unit, mask=ccd.mask, meta=meta,
+                   wcs=ccd.wcs, copy=False)
+
+
+def _with_rebuilt(ccd, background):
+    """``ccd`` read from a file, with the uncertainty left out of it
+    rebuilt (`without_rebuildable`)."""
+    if (ccd.uncertainty is not None or background is None
+            or not ccd.meta.get(REBUILD_KEYWORD, False)):
+        return ccd
+    ccd.uncertainty = rebuilt_uncertainty(ccd.data, ccd.unit, background,
+                                          ccd.meta)
+    del ccd.meta[REBUILD_KEYWORD]
+    return ccd
+
+
 def write_with_background(ccd, background, path, *, overwrite=False,
-                          compress=False, full_map=False):
+                          compress=False, full_map=False,
+                          omit_rebuildable=False):
     """
     Write an image and its background to one FITS file.
 
@@ -180,6 +219,14 @@ def write_with_background(ccd, background, path, *, overwrite=False,
     full_map : bool, optional
         Store a constant background as plain arrays, not tile-compressed
         (default `False`).
+    omit_rebuildable : bool, optional
+        Leave out ``UNCERT`` when it is exactly what
+        `~ezbkg_ccd.subtract_background` built from the background RMS
+        (the input had no uncertainty; ``BKGUNC`` is ``sky`` or
+        ``sky+poisson``), checked bit for bit, and mark the header
+        ``BKGUNCR = T``: `~ezbkg_ccd.read_with_background` rebuilds it,
+        bit for bit. Any other uncertainty is written. The default is
+        `False`. Not for a frame processed in chunks.
 
     Raises
     ------
@@ -187,6 +234,8 @@ def write_with_background(ccd, background, path, *, overwrite=False,
         If ``path`` exists and ``overwrite`` is `False`.
     OSError
         If the directory is missing or not writable.
+    ValueError
+        If ``omit_rebuildable`` is given for a frame processed in chunks.
 
     Examples
     --------
@@ -205,9 +254,16 @@ def write_with_background(ccd, background, path, *, overwrite=False,
     ccd = as_ccddata(ccd)
     _check_background(background, ccd.shape)
     if is_dask(ccd.data) or background.is_dask:
+        if omit_rebuildable:
+            msg = ('omit_rebuildable is not available for a frame processed '
+                   'in chunks (checking the rebuilt uncertainty needs it '
+                   'whole)')
+            raise ValueError(msg)
         _lazy_write(ccd, background, path, overwrite=overwrite,
                     compress=compress)
         return
+    if omit_rebuildable:
+        ccd = without_rebuildable(ccd, background)
     write_image(ccd, path, overwrite=overwrite, compress=compress,
                 extra=background_hdus(background, compress=compress,
                                       full_map=full_map))
@@ -400,8 +456,10 @@ def read_with_background(path, *, hdu=None):
     Returns
     -------
     ccd : `~astropy.nddata.CCDData`
-        With ``mask``, ``uncertainty`` (its type), ``unit`` (``adu`` when
-        the file has no ``BUNIT``), ``meta`` and ``wcs``.
+        With ``mask``, ``uncertainty`` (its type; rebuilt from ``BKGRMS``
+        if it was left out, see ``omit_rebuildable`` of
+        `write_with_background`), ``unit`` (``adu`` when the file has no
+        ``BUNIT``), ``meta`` and ``wcs``.
     background : `~ezbkg_ccd.Background` or None
         `None` when the file holds no ``BKG`` HDU.
 
@@ -417,7 +475,7 @@ def read_with_background(path, *, hdu=None):
         extver = hdulist[index].header.get('EXTVER', 1) if index else 1
         background = _background_from_hdulist(hdulist, path, extver)
         ccd = hdulist_ccddata(hdulist, hdu=hdu, path=path)
-    return ccd, background
+    return _with_rebuilt(ccd, background), background
 
 
 def is_standalone_background(path):

@@ -10,6 +10,7 @@ from astropy.visualization import ImageNormalize, MinMaxInterval, ZScaleInterval
 
 from ezbkg_ccd._conditioning import working_copy
 from ezbkg_ccd._fits import atomic_save
+from ezbkg_ccd._mesh_plot import matplotlib_module
 from ezbkg_ccd._validation import as_ccddata
 
 __all__ = ['plot_background']
@@ -18,16 +19,6 @@ log = logging.getLogger(__name__)
 
 #: Backends that cannot show a window.
 _NON_INTERACTIVE = ('agg', 'pdf', 'ps', 'svg', 'pgf', 'cairo', 'template')
-
-
-def _matplotlib():
-    try:
-        import matplotlib
-    except ImportError as exc:
-        msg = ('plotting needs matplotlib: install the plot extra with '
-               "pip install 'ezbkg-ccd[plot]'")
-        raise ImportError(msg) from exc
-    return matplotlib
 
 
 def _panel(figure, axes, image, title, interval, overlays=()):
@@ -86,7 +77,7 @@ def plot_background(ccd, background, *, path=None, show=False):
     >>> len(figure.axes) // 2  # four panels, each with a colour bar
     4
     """
-    matplotlib = _matplotlib()
+    matplotlib = matplotlib_module()
     from matplotlib.figure import Figure
 
     ccd = as_ccddata(ccd)
@@ -131,3 +122,4 @@ def plot_background(ccd, background, *, path=None, show=False):
     if interactive:
         plt.show()
     return figure
+

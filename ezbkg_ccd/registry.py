@@ -75,6 +75,15 @@ class BackgroundEstimate:
     subtract_from : callable, optional
         Subtracts the background from a float array in place without a
         full-size map (e.g. `sep.Background.subfrom`).
+    meshes : (back, rms) or callable, optional
+        The low-resolution grids, one value per mesh, as interpolated
+        (after bad meshes are filled and the median filter; SExtractor's
+        ``MINIBACK`` and ``MINIBACK_RMS`` check-images), or a
+        zero-argument callable returning them; `None` if the estimator
+        has none.
+    n_pixels_mesh : `~numpy.ndarray`, optional
+        The number of usable pixels of each mesh; by default those of
+        ``mask``, counted by the caller when ``meshes`` are given.
     """
 
     background: np.ndarray
@@ -85,6 +94,8 @@ class BackgroundEstimate:
     samples_per_estimate: int
     extra: dict = field(default_factory=dict)
     subtract_from: object = None
+    meshes: object = None
+    n_pixels_mesh: object = None
 
 
 def register_estimator(name, estimator, *, overwrite=False,
@@ -268,20 +279,38 @@ def keyword_names(function):
                  if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
-def refuse_unknown(given, accepted, *, context):
+def refuse_unknown(given, accepted, *, context, elsewhere=None):
     """
     Raise `TypeError` for the first name of ``given`` not in
     ``accepted``, naming the nearest accepted one and listing them all
-    (``context`` says whose they are).
+    (``context`` says whose they are); ``elsewhere(name)``, if given,
+    returns what else takes the name, said first.
     """
     unknown = sorted(set(given) - set(accepted))
     if unknown:
         valid = sorted(accepted)
         guess = difflib.get_close_matches(unknown[0], valid, n=1)
         hint = f" (did you mean '{guess[0]}'?)" if guess else ''
+        takers = elsewhere(unknown[0]) if elsewhere else None
+        if takers:
+            hint = f' (taken by {takers})'
         msg = (f'unknown option {unknown[0]!r}{hint}; {context} takes: '
                f"{', '.join(valid)}")
         raise TypeError(msg)
+
+
+def _methods_taking(name, method):
+    """The other registered methods whose estimator names option
+    ``name``, as text, or ``''``."""
+    takers = []
+    for other, estimator in sorted(_REGISTRY.items()):
+        try:
+            if other != method and name in (estimator_options(estimator)
+                                            or ()):
+                takers.append(f'method={other!r}')
+        except TypeError:  # a plugin's malformed options attribute
+            continue
+    return ' and '.join(takers)
 
 
 def check_options(method, options, *, public,
@@ -294,4 +323,5 @@ def check_options(method, options, *, public,
     accepted = estimator_options(get_estimator(method))
     if accepted is not None:
         refuse_unknown(options, accepted | set(public),
-                       context=f'{function} with method={method!r}')
+                       context=f'{function} with method={method!r}',
+                       elsewhere=lambda name: _methods_taking(name, method))

@@ -25,6 +25,7 @@ conjugate gradients, preconditioned by that exact unweighted fit.
 import functools
 
 import numpy as np
+from astropy.stats import mad_std
 
 __all__ = ['smooth_grid']
 
@@ -128,7 +129,7 @@ def _bisquare(residual, weights):
     """Tukey's bisquare weights of the ``residual`` of meshes that have
     a value (``weights > 0``); 1 where the spread is zero."""
     used = residual[weights > 0]
-    spread = 1.4826 * np.median(np.abs(used - np.median(used)))
+    spread = mad_std(used)
     if spread <= 0:
         return np.ones_like(residual)
     scaled = residual / (_BISQUARE * spread)

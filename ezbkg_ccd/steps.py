@@ -14,7 +14,11 @@ from ezbkg_ccd import _engine
 from ezbkg_ccd._conditioning import work_dtype
 from ezbkg_ccd._dask import is_dask, with_mask
 from ezbkg_ccd._reader import lazy_ccddata
-from ezbkg_ccd._uncertainty import subtracted_uncertainty
+from ezbkg_ccd._uncertainty import (
+    UNCERTAINTY_COMMENTS,
+    subtracted_uncertainty,
+    uncertainty_cards,
+)
 from ezbkg_ccd._validation import (
     as_ccddata,
     as_gain,
@@ -437,8 +441,8 @@ def subtract_background(ccd, background=None, *, gain=None,
         raise ValueError(msg)
     estimated = background is None
     if estimated:
-        background, _ = _estimate(ccd, target=target, chunks=chunks,
-                                  **options)
+        background = _estimate(ccd, target=target, chunks=chunks,
+                               **options)[0]  # the raw result holds pixels
     elif not isinstance(background, Background):
         msg = ('background must be a Background, got '
                f'{type(background).__name__}')
@@ -476,6 +480,11 @@ def subtract_background(ccd, background=None, *, gain=None,
         else:
             drop_keyword(meta, key)
     set_keyword(meta, 'BKGSUB', True, 'sky background subtracted')
+    for key, value in uncertainty_cards(ccd, gain).items():
+        if value is None:
+            drop_keyword(meta, key)
+        else:
+            set_keyword(meta, key, value, UNCERTAINTY_COMMENTS[key])
     for key, value in log.items():
         set_keyword(meta, key, value, '')
     if lazy:

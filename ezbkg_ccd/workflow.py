@@ -361,7 +361,7 @@ class BackgroundGenerator:
         background = self._finish(image, background, save=save,
                                   overwrite=overwrite, visualize=visualize,
                                   save_fig=save_fig, verbose=verbose)
-        return background, estimate.extra['sep_background']
+        return background, estimate.extra['sep_background']()
 
     def estimate_constant(self, target_img, *, target_srcmask=None,
                           target_ivpmask=None, save=False, overwrite=True,

@@ -307,3 +307,40 @@ class TestCompress:
                      '32', '--compress']) == 1
         assert 'compress=True is not available for a frame written in ' \
                'chunks' in capsys.readouterr().err
+
+
+class TestOmitRebuildable:
+    """``--omit-rebuildable``: no UNCERT where BKGRMS rebuilds it."""
+
+    @pytest.mark.parametrize('extra', [[], ['--all-hdus'], ['--compress']])
+    def test_rebuilt_on_reading(self, tmp_path, extra):
+        rng = np.random.default_rng(22)
+        data = rng.normal(300.0, 5.0, (128, 96)).astype(np.float32)
+        CCDData(data, unit='adu', mask=data > 310).write(tmp_path / 'f.fits')
+        for folder, flags in (('full', []), ('lean', ['--omit-rebuildable'])):
+            assert main(['-q', 'subtract', str(tmp_path / 'f.fits'), '-o',
+                         str(tmp_path / folder), '--box-size', '32', *extra,
+                         *flags]) == 0
+        names = {}
+        for folder in ('full', 'lean'):
+            with fits.open(tmp_path / folder / 'f_bkgsub.fits') as hdulist:
+                names[folder] = [hdu.name for hdu in hdulist]
+        assert 'UNCERT' in names['full']
+        assert names['lean'] == [name for name in names['full']
+                                 if name != 'UNCERT']
+        hdu = ('HDU0', 1) if extra == ['--all-hdus'] else None
+        full, _ = read_with_background(tmp_path / 'full' / 'f_bkgsub.fits',
+                                       hdu=hdu)
+        lean, _ = read_with_background(tmp_path / 'lean' / 'f_bkgsub.fits',
+                                       hdu=hdu)
+        assert lean.uncertainty.array.dtype == full.uncertainty.array.dtype
+        np.testing.assert_array_equal(lean.uncertainty.array,
+                                      full.uncertainty.array)
+
+    def test_not_with_chunks(self, tmp_path, capsys):
+        CCDData(np.ones((64, 64)), unit='adu').write(tmp_path / 'f.fits')
+        assert main(['subtract', str(tmp_path / 'f.fits'), '-o',
+                     str(tmp_path / 'o'), '--box-size', '32', '--chunks',
+                     '32', '--omit-rebuildable']) == 1
+        assert 'omit_rebuildable is not available for a frame processed ' \
+               'in chunks' in capsys.readouterr().err

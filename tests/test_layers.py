@@ -22,10 +22,11 @@ PACKAGE = Path(ezbkg_ccd.__file__).parent
 #: The layers, lowest first (the package docstring describes them).
 LAYERS = (
     # foundations: no ezbkg-ccd imports
-    {'_conditioning', '_dask', '_fits', '_headers', '_moved', '_uncertainty',
+    {'_conditioning', '_dask', '_fits', '_headers', '_mesh_plot', '_moved',
+     '_uncertainty',
      '_wcs',
      '_sep', 'meshes', 'paths', 'provenance', 'registry', 'smoothing',
-     'synthetic'},
+     'statistics', 'synthetic'},
     # reading FITS, SEP's C library, the result
     {'_reader', '_runners', '_sep.binding', 'background'},
     # the validation boundary, threaded strips

@@ -509,3 +509,110 @@ class TestCarriedBackground:
         with pytest.raises(ValueError, match=r'background has shape \(64, 64\)'):
             SubtractedCCDData(np.ones((32, 32)), unit='adu',
                               background=background)
+
+
+class TestOmitRebuildable:
+    """omit_rebuildable leaves out an UNCERT that BKGRMS rebuilds exactly."""
+
+    @pytest.fixture(params=[{'unit': 'adu'}, {'unit': 'adu', 'gain': 2.5},
+                            {'unit': 'electron'}])
+    def plain(self, request, flat_sky):
+        """A frame without an uncertainty, subtracted: the uncertainty is
+        the sky's (and Poisson with a gain, or for electrons)."""
+        options = dict(request.param)
+        data = flat_sky[0].astype(np.float32)
+        data[30:40, 60:70] = np.nan
+        ccd = CCDData(data, unit=options.pop('unit'),
+                      meta=fits.Header({'OBJECT': 'NGC 1'}))
+        result = subtract_background(ccd, box_size=32, **options)
+        return result, result.background
+
+    @pytest.mark.parametrize('compress', [False, True])
+    def test_round_trip(self, plain, tmp_path, compress):
+        """No UNCERT in the file; read back, it is the same bit for bit."""
+        result, bkg = plain
+        path = tmp_path / 'lean.fits'
+        write_with_background(result, bkg, path, compress=compress,
+                              omit_rebuildable=True)
+        with fits.open(path) as hdulist:
+            assert [hdu.name for hdu in hdulist] == [
+                'PRIMARY', 'MASK', 'BKG', 'BKGRMS']
+            assert hdulist[0].header['BKGUNCR'] is True
+            assert hdulist[0].header['BKGUNC'] == result.meta['BKGUNC']
+        ccd, again = read_with_background(path)
+        assert_same_ccd(ccd, result)
+        assert ccd.uncertainty.array.dtype == result.uncertainty.array.dtype
+        assert 'BKGUNCR' not in ccd.meta  # it holds its uncertainty now
+        assert_same_background(again, bkg)
+        # astropy alone reads no uncertainty from the file
+        assert CCDData.read(path).uncertainty is None
+
+    def test_smaller(self, plain, tmp_path):
+        result, bkg = plain
+        write_with_background(result, bkg, tmp_path / 'full.fits')
+        write_with_background(result, bkg, tmp_path / 'lean.fits',
+                              omit_rebuildable=True)
+        full, lean = ((tmp_path / name).stat().st_size
+                      for name in ('full.fits', 'lean.fits'))
+        assert full - lean >= result.data.nbytes
+
+    def test_cards(self, plain):
+        """BKGUNC says how the uncertainty was made, BKGGAIN with what."""
+        result, _ = plain
+        if result.unit == 'electron':
+            assert (result.meta['BKGUNC'], result.meta['BKGGAIN']) == (
+                'sky+poisson', 1.0)
+        elif 'BKGGAIN' in result.meta:
+            assert (result.meta['BKGUNC'], result.meta['BKGGAIN']) == (
+                'sky+poisson', 2.5)
+        else:
+            assert result.meta['BKGUNC'] == 'sky'
+
+    def test_input_uncertainty_kept(self, subtracted, tmp_path):
+        """An uncertainty made from the input's is never left out."""
+        result, bkg = subtracted
+        assert result.meta['BKGUNC'] == 'input'
+        assert 'BKGGAIN' not in result.meta
+        write_with_background(result, bkg, tmp_path / 'out.fits',
+                              omit_rebuildable=True)
+        with fits.open(tmp_path / 'out.fits') as hdulist:
+            assert 'UNCERT' in hdulist
+            assert 'BKGUNCR' not in hdulist[0].header
+        ccd, _ = read_with_background(tmp_path / 'out.fits')
+        assert_same_ccd(ccd, result)
+
+    def test_changed_uncertainty_kept(self, plain, tmp_path):
+        """An uncertainty changed since the subtraction, by one bit or in
+        dtype, is written: nothing is lost."""
+        result, bkg = plain
+        changed = [result.uncertainty.array.copy(),
+                   result.uncertainty.array.astype(np.float64)]
+        changed[0][5, 5] = np.nextafter(changed[0][5, 5], np.inf)
+        for index, array in enumerate(changed):
+            edited = result.copy()
+            edited.uncertainty = StdDevUncertainty(array)
+            path = tmp_path / f'{index}.fits'
+            write_with_background(edited, bkg, path, omit_rebuildable=True)
+            ccd, _ = read_with_background(path)
+            assert ccd.uncertainty.array.dtype == array.dtype
+            np.testing.assert_array_equal(ccd.uncertainty.array, array)
+
+    def test_resubtracted_input_is_not_rebuilt(self, plain, tmp_path):
+        """A frame subtracted again (its uncertainty now the input's) says
+        BKGUNC = input, and keeps its UNCERT."""
+        result, _ = plain
+        again = subtract_background(result, box_size=32, resubtract=True)
+        assert again.meta['BKGUNC'] == 'input'
+        assert 'BKGGAIN' not in again.meta
+        write_with_background(again, again.background, tmp_path / 'r.fits',
+                              omit_rebuildable=True)
+        with fits.open(tmp_path / 'r.fits') as hdulist:
+            assert 'UNCERT' in hdulist
+
+    def test_chunks_refused(self, flat_sky, tmp_path):
+        result = subtract_background(flat_sky[0], box_size=32, chunks=64)
+        with pytest.raises(ValueError, match='omit_rebuildable is not '
+                           'available for a frame processed in chunks'):
+            write_with_background(result, result.background,
+                                  tmp_path / 'x.fits', omit_rebuildable=True)
+        assert not (tmp_path / 'x.fits').exists()

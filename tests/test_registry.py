@@ -140,8 +140,12 @@ class TestMisspeltOptions:
          r'filter_threshold, hdu, '
          r'interpolation, mask, method, n_jobs, n_threads, reject_skewed, '
          r'saturation, source_mask, source_mask_options, zero_area$'),
-        ('constant', 'n_threads', r"^unknown option 'n_threads'; estimate_"
-         r"background with method='constant' takes: .*maxiters.*sigma,"),
+        ('constant', 'n_threads', r"^unknown option 'n_threads' \(taken by "
+         r"method='sep'\); estimate_background with method='constant' "
+         r'takes: .*maxiters.*sigma,'),
+        ('sep', 'bkg_estimator', r"^unknown option 'bkg_estimator' \(taken by "
+         r"method='constant' and method='photutils'\); estimate_background "
+         r"with method='sep' takes: "),
         ('photutils', 'exclude_percentil', r"'exclude_percentil' \(did you "
          r"mean 'exclude_percentile'\?\).* takes: .*coverage_mask.*"
          r'sigma_clip'),

@@ -26,7 +26,7 @@ import sep
 from ezbkg_ccd.meshes import grid_shape
 
 __all__ = ['AVAILABLE', 'TESTED_VERSIONS', 'filtered_meshes',
-           'interpolate_rows', 'spline_second_derivatives']
+           'interpolate_rows', 'spline_second_derivatives', 'subtract_maps']
 
 #: SEP releases whose struct layouts and functions are those below.
 TESTED_VERSIONS = ('1.4.0', '1.4.1')
@@ -78,6 +78,8 @@ def _bind(module):
             getattr(library, name).argtypes = [
                 ctypes.POINTER(_Background), ctypes.c_int64, ctypes.c_void_p,
                 ctypes.c_int]
+        library.sep_bkg_subarray.argtypes = [
+            ctypes.POINTER(_Background), ctypes.c_void_p, ctypes.c_int]
         library.sep_bkg_free.argtypes = [ctypes.POINTER(_Background)]
         library.sep_bkg_free.restype = None
         library.sep_get_errmsg.argtypes = [ctypes.c_int, ctypes.c_char_p]
@@ -217,6 +219,60 @@ def spline_second_derivatives(nodes):
     return second
 
 
+def _grid_background(grids, shape, *, bw, bh):
+    """
+    A ``sep_bkg`` of the mesh ``grids`` (which must outlive it) for an
+    image of ``shape``.
+    """
+    if any(grid.dtype != np.float32 for grid in grids):
+        msg = 'grids must be float32'
+        raise TypeError(msg)
+    _require_contiguous('grids', *grids)
+    ny, nx = grids[0].shape
+    if (ny, nx) != grid_shape(shape, (bh, bw)):
+        msg = f'grids of shape {grids[0].shape} do not fit maps of {shape}'
+        raise ValueError(msg)
+    pointers = [grid.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+                for grid in grids]
+    return _Background(w=shape[1], h=shape[0], bw=bw, bh=bh, nx=nx, ny=ny,
+                       n=nx * ny, back=pointers[0], dback=pointers[1],
+                       sigma=pointers[2], dsigma=pointers[3])
+
+
+def subtract_maps(grids, array, *, bw, bh):
+    """
+    Subtract SEP's background map of the mesh ``grids`` from ``array``
+    in place, row by row as `sep.Background.subfrom` does (no full-size
+    map is made).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sep
+    >>> from ezbkg_ccd._sep.binding import (
+    ...     filtered_meshes, spline_second_derivatives, subtract_maps)
+    >>> data = np.random.default_rng(0).normal(5, 1, (96, 64))
+    >>> back, sigma = filtered_meshes(data, None, rows=slice(0, 96), bw=32,
+    ...                               bh=32, fw=3, fh=3, fthresh=0.0)
+    >>> grids = (back, spline_second_derivatives(back),
+    ...          sigma, spline_second_derivatives(sigma))
+    >>> residual = data.copy()
+    >>> subtract_maps(grids, residual, bw=32, bh=32)
+    >>> expected = data.copy()
+    >>> sep.Background(data, bw=32, bh=32).subfrom(expected)
+    >>> bool((residual == expected).all())
+    True
+    """
+    if array.dtype not in _TYPE_CODES:
+        msg = f'array must be native float32 or float64, got {array.dtype}'
+        raise TypeError(msg)
+    _require_contiguous('array', array)
+    background = _grid_background(grids, array.shape, bw=bw, bh=bh)
+    _check(_LIBRARY.sep_bkg_subarray(ctypes.byref(background),
+                                     array.ctypes.data,
+                                     _TYPE_CODES[array.dtype]))
+
+
 def interpolate_rows(grids, *, rows, back, rms, bw, bh, first_row=0,
                      height=None):
     """
@@ -277,26 +333,13 @@ def interpolate_rows(grids, *, rows, back, rms, bw, bh, first_row=0,
                f'got {getattr(back, "dtype", None)}, '
                f'{getattr(rms, "dtype", None)}')
         raise TypeError(msg)
-    if any(grid.dtype != np.float32 for grid in grids):
-        msg = 'grids must be float32'
-        raise TypeError(msg)
     _require_contiguous('back and rms', *maps)
-    _require_contiguous('grids', *grids)
-    pointers = [grid.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-                for grid in grids]
-    ny, nx = grids[0].shape
     shape = (maps[0].shape[0] if height is None else height, maps[0].shape[1])
-    if (ny, nx) != grid_shape(shape, (bh, bw)):
-        msg = f'grids of shape {grids[0].shape} do not fit maps of {shape}'
-        raise ValueError(msg)
+    background = _grid_background(grids, shape, bw=bw, bh=bh)
     if not first_row <= rows.start <= rows.stop <= first_row + maps[0].shape[0]:
         msg = (f"rows {rows.start}:{rows.stop} are not within the maps' "
                f'rows {first_row}:{first_row + maps[0].shape[0]}')
         raise ValueError(msg)
-    background = _Background(w=shape[1], h=shape[0], bw=bw, bh=bh,
-                             nx=nx, ny=ny, n=nx * ny, back=pointers[0],
-                             dback=pointers[1], sigma=pointers[2],
-                             dsigma=pointers[3])
     code = _TYPE_CODES[maps[0].dtype]
     reference = ctypes.byref(background)
     stride = maps[0].strides[0]

@@ -24,7 +24,13 @@ from ezbkg_ccd._sep.binding import (
     spline_second_derivatives,
 )
 from ezbkg_ccd._sep.strips import global_levels, mesh_usable
-from ezbkg_ccd.meshes import MIN_MESH_COVERAGE, expand, grid_shape, tiles
+from ezbkg_ccd.meshes import (
+    MIN_MESH_COVERAGE,
+    expand,
+    grid_shape,
+    mesh_sizes,
+    tiles,
+)
 from ezbkg_ccd.smoothing import smooth_grid
 
 __all__ = ['smooth_maps']
@@ -60,10 +66,7 @@ class _Meshes:
 
     def area(self):
         """Each mesh's number of pixels."""
-        heights, widths = (np.minimum(box, size - np.arange(0, size, box))
-                           for size, box in zip(self.shape, self.box,
-                                                strict=True))
-        return np.outer(heights, widths)
+        return mesh_sizes(self.shape, self.box)
 
     def spread(self, grid):
         """Each mesh's value on its pixels."""
@@ -129,6 +132,8 @@ def smooth_maps(data, mask, *, bw, bh):
     global_back, global_rms : float
         Medians of the fitted grids, as SEP's global values are of its
         filtered ones.
+    grids : (back, sigma)
+        The fitted mesh grids, float32.
 
     Examples
     --------
@@ -140,7 +145,7 @@ def smooth_maps(data, mask, *, bw, bh):
     >>> from ezbkg_ccd._sep.smooth import smooth_maps
     >>> data = np.random.default_rng(0).normal(100, 10, (512, 512))
     >>> data = data.astype(np.float32)
-    >>> back, rms, level, noise = smooth_maps(data, None, bw=64, bh=64)
+    >>> back, rms, level, noise, grids = smooth_maps(data, None, bw=64, bh=64)
     >>> error = np.abs(back - 100).max()
     >>> bool(error < 0.5 * np.abs(sep.Background(data).back() - 100).max())
     True
@@ -174,5 +179,5 @@ def smooth_maps(data, mask, *, bw, bh):
     sigma = np.maximum(smooth_grid(spread, weights)[0], 0)
     back, rms = _interpolate(fitted, sigma, data.shape, data.dtype, bw, bh)
     np.maximum(rms, 0, out=rms)
-    return (back, rms, *global_levels(fitted.astype(np.float32),
-                                      sigma.astype(np.float32)))
+    grids = fitted.astype(np.float32), sigma.astype(np.float32)
+    return (back, rms, *global_levels(*grids), grids)

@@ -39,11 +39,17 @@ from ezbkg_ccd._sep.binding import (
     filtered_meshes,
     interpolate_rows,
     spline_second_derivatives,
+    subtract_maps,
 )
-from ezbkg_ccd.meshes import mesh_count, well_covered
+from ezbkg_ccd.meshes import (
+    MIN_MESH_COVERAGE,
+    mesh_count,
+    mesh_sizes,
+    usable_counts,
+)
 
-__all__ = ['AVAILABLE', 'sep_strips', 'mesh_bands', 'mesh_usable',
-           'rows_read', 'global_levels', 'usable', 'first_read',
+__all__ = ['AVAILABLE', 'sep_grids', 'grid_map', 'sep_strips', 'mesh_bands',
+           'mesh_usable', 'rows_read', 'global_levels', 'usable', 'first_read',
            'band_meshes', 'join_bands', 'pixel_rows']
 
 #: Bad meshes compared with every mesh row at once, per chunk.
@@ -86,14 +92,6 @@ def mesh_usable(data, mask, rows):
     if mask is not None:
         usable &= ~mask[rows]
     return usable
-
-
-def _bad_meshes(data, mask, bw, bh):
-    """SEP's bad meshes (under half their pixels usable) of a block of
-    whole mesh rows (the last may be partial)."""
-    bad = [~well_covered(mesh_usable(data, mask, slice(row, row + bh)), bw)
-           for row in range(0, data.shape[0], bh)]
-    return np.array(bad, dtype=bool).reshape(-1, mesh_count(data.shape[1], bw))
 
 
 def _fill_reach(bad, first, stop):
@@ -213,22 +211,21 @@ def band_meshes(data, mask, *, band, read, bw, bh, fw, fh, fthresh,
 
     Returns
     -------
-    bad, back, sigma : `~numpy.ndarray`
-        The band's bad meshes and its rows of SEP's filtered grids (exact
-        when `rows_read` of the frame's bad meshes lies within ``read``).
+    bad, back, sigma, counts : `~numpy.ndarray`
+        The band's bad meshes (under half their pixels usable), its rows
+        of SEP's filtered grids (exact when `rows_read` of the frame's bad
+        meshes lies within ``read``) and the usable pixels of its meshes.
     """
     mask = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
     own = slice((band[0] - read[0]) * bh, (band[1] - read[0]) * bh)
-    if all_usable:
-        bad = np.zeros((band[1] - band[0], mesh_count(data.shape[1], bw)),
-                       dtype=bool)
-    else:
-        bad = _bad_meshes(data[own], None if mask is None else mask[own],
-                          bw, bh)
+    sizes = mesh_sizes(data[own].shape, (bh, bw))
+    counts = sizes if all_usable else usable_counts(
+        ~mesh_usable(data, mask, own), (bh, bw))
     grids = filtered_meshes(data, mask, rows=slice(0, data.shape[0]), bw=bw,
                             bh=bh, fw=fw, fh=fh, fthresh=fthresh)
-    return (bad, *(grid[band[0] - read[0]:band[1] - read[0]]
-                   for grid in grids))
+    return (counts < MIN_MESH_COVERAGE * sizes,
+            *(grid[band[0] - read[0]:band[1] - read[0]] for grid in grids),
+            counts)
 
 
 def join_bands(bands, reads, results, *, filter_height, recompute):
@@ -239,14 +236,15 @@ def join_bands(bands, reads, results, *, filter_height, recompute):
     ----------
     bands, reads : list of (int, int)
         The bands, in order, and the mesh rows each was computed from.
-    results : list of (bad, back, sigma)
+    results : list of (bad, back, sigma, counts)
         `band_meshes` of each band.
     filter_height : int
         Height of the median filter, in meshes.
     recompute : callable
         Called once with ``{index: read}``, the bands whose meshes depend
         on rows beyond those they read, with the rows they need; returns
-        ``{index: (bad, back, sigma)}`` (`band_meshes` from those rows),
+        ``{index: (bad, back, sigma, counts)}`` (`band_meshes` from those
+        rows),
         in any way it likes (threads, Dask).
 
     Returns
@@ -275,15 +273,16 @@ def join_bands(bands, reads, results, *, filter_height, recompute):
     for index, result in (recompute(redo) if redo else {}).items():
         results[index] = result
     back, sigma = (np.concatenate(part) for part in
-                   list(zip(*results, strict=True))[1:])
+                   list(zip(*results, strict=True))[1:3])
     grids = (back, spline_second_derivatives(back),
              sigma, spline_second_derivatives(sigma))
     return grids, global_levels(back, sigma)
 
 
-def sep_strips(data, mask, *, n_threads, bw, bh, fw, fh, fthresh):
+def sep_grids(data, mask, *, n_threads, bw, bh, fw, fh, fthresh):
     """
-    SEP's background and RMS maps of ``data``, computed in strips.
+    SEP's filtered mesh grids of ``data`` and its global values, computed
+    in ``n_threads`` bands (one C call for one thread).
 
     Needs `AVAILABLE` (a SEP version whose C library is bound).
 
@@ -294,16 +293,86 @@ def sep_strips(data, mask, *, n_threads, bw, bh, fw, fh, fthresh):
     mask : `~numpy.ndarray` of bool or None
         Pixels to exclude.
     n_threads : int
-        Number of strips, each run in its own thread.
+        Number of bands, each computed in its own thread.
     bw, bh, fw, fh, fthresh
         As for `sep.Background`.
 
     Returns
     -------
-    back, rms : `~numpy.ndarray`
-        Full-size maps.
+    grids : (back, dback, sigma, dsigma)
+        What `~ezbkg_ccd._sep.binding.interpolate_rows` takes.
     global_back, global_rms : float
         SEP's global values.
+    """
+    data = np.ascontiguousarray(data)
+    mask = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
+    height = data.shape[0]
+    mesh_rows = mesh_count(height, bh)
+    options = {'bw': bw, 'bh': bh, 'fw': fw, 'fh': fh, 'fthresh': fthresh}
+    bands = mesh_bands(mesh_rows, n_threads)
+    if len(bands) == 1:
+        back, sigma = filtered_meshes(data, mask, rows=slice(0, height),
+                                      **options)
+        return ((back, spline_second_derivatives(back),
+                 sigma, spline_second_derivatives(sigma)),
+                *global_levels(back, sigma))
+
+    def meshes(band, read):
+        rows = pixel_rows(read, bh, height)
+        return band_meshes(data[rows], None if mask is None else mask[rows],
+                           band=band, read=read, **options)
+
+    reads = [first_read(band, mesh_rows, fh) for band in bands]
+    with ThreadPoolExecutor(max_workers=len(bands)) as pool:
+        grids, levels = join_bands(
+            bands, reads, list(pool.map(meshes, bands, reads)),
+            filter_height=fh, recompute=lambda redo: dict(zip(
+                redo, pool.map(meshes, [bands[i] for i in redo],
+                               redo.values()), strict=True)))
+    return (grids, *levels)
+
+
+def grid_map(grids, shape, dtype, *, which, bw, bh, n_threads=1):
+    """
+    SEP's full-size ``which`` map (``'back'`` or ``'rms'``) of the mesh
+    ``grids``: a new array of ``dtype``, interpolated in ``n_threads``
+    bands of rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sep
+    >>> from ezbkg_ccd._sep.strips import grid_map, sep_grids
+    >>> data = np.random.default_rng(0).normal(5, 1, (256, 96)).astype('f4')
+    >>> grids, *_ = sep_grids(data, None, n_threads=1, bw=32, bh=32, fw=3,
+    ...                       fh=3, fthresh=0.0)
+    >>> rms = grid_map(grids, data.shape, data.dtype, which='rms', bw=32,
+    ...                bh=32, n_threads=2)
+    >>> bool((rms == sep.Background(data, bw=32, bh=32).rms()).all())
+    True
+    """
+    result = np.empty(shape, dtype)
+    maps = {'back': result, 'rms': None} if which == 'back' else {
+        'back': None, 'rms': result}
+    bands = mesh_bands(mesh_count(shape[0], bh), n_threads)
+
+    def interpolate(band):
+        interpolate_rows(grids, rows=pixel_rows(band, bh, shape[0]), bw=bw,
+                         bh=bh, **maps)
+
+    if len(bands) == 1:
+        interpolate(bands[0])
+    else:
+        with ThreadPoolExecutor(max_workers=len(bands)) as pool:
+            for _ in pool.map(interpolate, bands):
+                pass  # re-raises a band's exception here
+    return result
+
+
+def sep_strips(data, mask, *, n_threads, bw, bh, fw, fh, fthresh):
+    """
+    SEP's background and RMS maps of ``data``, computed in strips
+    (`sep_grids`, then `grid_map`).
 
     Examples
     --------
@@ -318,29 +387,11 @@ def sep_strips(data, mask, *, n_threads, bw, bh, fw, fh, fthresh):
     (True, True)
     """
     data = np.ascontiguousarray(data)
-    mask = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
-    height = data.shape[0]
-    mesh_rows = mesh_count(height, bh)
-    bands = mesh_bands(mesh_rows, n_threads)
-    options = {'bw': bw, 'bh': bh, 'fw': fw, 'fh': fh, 'fthresh': fthresh}
-
-    def meshes(band, read):
-        rows = pixel_rows(read, bh, height)
-        return band_meshes(data[rows], None if mask is None else mask[rows],
-                           band=band, read=read, **options)
-
-    reads = [first_read(band, mesh_rows, fh) for band in bands]
-    back, rms = np.empty_like(data), np.empty_like(data)
-    with ThreadPoolExecutor(max_workers=len(bands)) as pool:
-        grids, levels = join_bands(
-            bands, reads, list(pool.map(meshes, bands, reads)),
-            filter_height=fh, recompute=lambda redo: dict(zip(
-                redo, pool.map(meshes, [bands[i] for i in redo],
-                               redo.values()), strict=True)))
-        for _ in pool.map(lambda band: interpolate_rows(
-                grids, rows=pixel_rows(band, bh, height), back=back, rms=rms,
-                bw=bw, bh=bh), bands):
-            pass  # re-raises a strip's exception here
+    grids, *levels = sep_grids(data, mask, n_threads=n_threads, bw=bw, bh=bh,
+                               fw=fw, fh=fh, fthresh=fthresh)
+    back, rms = (grid_map(grids, data.shape, data.dtype, which=which, bw=bw,
+                          bh=bh, n_threads=n_threads)
+                 for which in ('back', 'rms'))
     return (back, rms, *levels)
 
 
@@ -352,8 +403,9 @@ def usable():
     The C library must be bound (`AVAILABLE`: a SEP version whose struct
     layouts were checked), and on first use a self-check must pass: on a
     small frame with a NaN block, a sentinel pixel, a mask and a
-    non-square mesh grid, two strips must give `sep.Background`'s maps
-    and global values bit for bit. Any error or difference (a layout that
+    non-square mesh grid, one band and two strips must give
+    `sep.Background`'s maps and global values, and `subtract_maps` its
+    ``subfrom``, bit for bit. Any error or difference (a layout that
     changed in a patch release, say) makes this `False`, once per
     process.
 
@@ -372,13 +424,19 @@ def usable():
     mask = np.zeros(data.shape, bool)
     mask[50:60, 40:75] = True
     options = {'bw': 16, 'bh': 16, 'fw': 3, 'fh': 3, 'fthresh': 0.0}
+    single = sep.Background(data, mask=mask, **options)
+    expected = (single.back(), single.rms(), single.globalback,
+                single.globalrms)
+    residual, subtracted = np.ones_like(data), np.ones_like(data)
+    single.subfrom(subtracted)
     try:
-        back, rms, global_back, global_rms = sep_strips(
-            data, mask, n_threads=2, **options)
+        results = [sep_strips(data, mask, n_threads=n, **options)
+                   for n in (1, 2)]
+        grids, *_ = sep_grids(data, mask, n_threads=1, **options)
+        subtract_maps(grids, residual, bw=16, bh=16)
     except (RuntimeError, ValueError, TypeError):
         return False
-    single = sep.Background(data, mask=mask, **options)
-    return bool(np.array_equal(back, single.back())
-                and np.array_equal(rms, single.rms())
-                and global_back == single.globalback
-                and global_rms == single.globalrms)
+    return all(np.array_equal(value, wanted)
+               for result in results
+               for value, wanted in zip(result, expected, strict=True)
+               ) and np.array_equal(residual, subtracted)

@@ -1,0 +1,75 @@
+# Licensed under a 3-clause BSD style license - see LICENSE
+"""
+matplotlib, optional, and the mesh grid drawn on its axes.
+"""
+
+import numpy as np
+
+from ezbkg_ccd.meshes import MIN_MESH_COVERAGE, mesh_sizes
+
+__all__ = ['matplotlib_module', 'plot_mesh_grid']
+
+
+def matplotlib_module():
+    """`matplotlib`, or an `ImportError` saying how to install it."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        msg = ('plotting needs matplotlib: install the plot extra with '
+               "pip install 'ezbkg-ccd[plot]'")
+        raise ImportError(msg) from exc
+    return matplotlib
+
+
+def _centres(size, box):
+    """The centres of the meshes along one axis (the last cut short)."""
+    starts = np.arange(0, size, box)
+    return starts + (np.minimum(starts + box, size) - starts - 1) / 2
+
+
+def plot_mesh_grid(shape, box_size, n_pixels, *, ax=None, marker='+',
+                   markersize=None, color='blue', alpha=None, outlines=False,
+                   excluded_color='red', **kwargs):
+    """
+    Mark the ``box_size`` meshes of an image of ``shape`` whose meshes
+    have ``n_pixels`` usable pixels (`~ezbkg_ccd.Background.plot_meshes`).
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use('Agg')
+    >>> import numpy as np
+    >>> from ezbkg_ccd import estimate_background
+    >>> data = np.random.default_rng(0).normal(10.0, 1.0, (128, 96))
+    >>> mask = np.zeros(data.shape, bool)
+    >>> mask[:32, :32] = True  # one mesh unusable
+    >>> ax = estimate_background(data, mask=mask, box_size=32).plot_meshes(
+    ...     outlines=True)
+    >>> [len(markers.get_offsets()) for markers in ax.collections]
+    [11, 1]
+    >>> len(ax.patches)
+    12
+    """
+    matplotlib_module()
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    ax = plt.gca() if ax is None else ax
+    y, x = np.meshgrid(*(_centres(size, side) for size, side in
+                         zip(shape, box_size, strict=True)), indexing='ij')
+    excluded = n_pixels < MIN_MESH_COVERAGE * mesh_sizes(shape, box_size)
+    ax.scatter(x[~excluded], y[~excluded], s=markersize, marker=marker,
+               color=color, alpha=alpha)
+    if excluded.any():
+        ax.scatter(x[excluded], y[excluded], s=markersize, marker='x',
+                   color=excluded_color, alpha=alpha)
+    if outlines:
+        kwargs.setdefault('fill', False)
+        for top in range(0, shape[0], box_size[0]):
+            for left in range(0, shape[1], box_size[1]):
+                height = min(box_size[0], shape[0] - top)
+                width = min(box_size[1], shape[1] - left)
+                ax.add_patch(Rectangle((left - 0.5, top - 0.5), width, height,
+                                       edgecolor=color, alpha=alpha,
+                                       **kwargs))
+    return ax
