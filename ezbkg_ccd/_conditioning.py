@@ -388,10 +388,10 @@ def restore(estimate, conditioning):
             global_rms=estimate.global_rms * scale, subtract_from=None)
         if estimate.meshes is not None:
             back, rms = (np.asarray(grid, np.float64)
-                         for grid in estimate.meshes)
+                         for grid in estimate.meshes[:2])
             changes['meshes'] = (
                 _restored(back, conditioning, conditioning.offset),
-                _restored(rms, conditioning, 0))
+                _restored(rms, conditioning, 0), *estimate.meshes[2:])
     return dataclasses.replace(estimate, **changes)
 
 

@@ -5,8 +5,6 @@ matplotlib, optional, and the mesh grid drawn on its axes.
 
 import numpy as np
 
-from ezbkg_ccd.meshes import MIN_MESH_COVERAGE, mesh_sizes
-
 __all__ = ['matplotlib_module', 'plot_mesh_grid']
 
 
@@ -27,12 +25,13 @@ def _centres(size, box):
     return starts + (np.minimum(starts + box, size) - starts - 1) / 2
 
 
-def plot_mesh_grid(shape, box_size, n_pixels, *, ax=None, marker='+',
+def plot_mesh_grid(shape, box_size, filled, *, ax=None, marker='+',
                    markersize=None, color='blue', alpha=None, outlines=False,
                    excluded_color='red', **kwargs):
     """
-    Mark the ``box_size`` meshes of an image of ``shape`` whose meshes
-    have ``n_pixels`` usable pixels (`~ezbkg_ccd.Background.plot_meshes`).
+    Mark the ``box_size`` meshes of an image of ``shape``, those
+    ``filled`` from their neighbours apart
+    (`~ezbkg_ccd.Background.plot_meshes`).
 
     Examples
     --------
@@ -57,7 +56,7 @@ def plot_mesh_grid(shape, box_size, n_pixels, *, ax=None, marker='+',
     ax = plt.gca() if ax is None else ax
     y, x = np.meshgrid(*(_centres(size, side) for size, side in
                          zip(shape, box_size, strict=True)), indexing='ij')
-    excluded = n_pixels < MIN_MESH_COVERAGE * mesh_sizes(shape, box_size)
+    excluded = np.asarray(filled, dtype=bool)
     ax.scatter(x[~excluded], y[~excluded], s=markersize, marker=marker,
                color=color, alpha=alpha)
     if excluded.any():

@@ -12,6 +12,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 
 from ezbkg_ccd._dask import dask_array, is_dask
 from ezbkg_ccd._mesh_plot import plot_mesh_grid
+from ezbkg_ccd.meshes import poorly_covered
 from ezbkg_ccd.provenance import REQUIRED_KEYWORDS
 
 __all__ = ['Background', 'MeshValues']
@@ -64,22 +65,39 @@ class BackgroundWrite(registry.UnifiedReadWrite):
 class MeshValues:
     """
     A background's values per mesh: the low-resolution grids that the
-    full-resolution maps interpolate.
+    full-resolution maps interpolate (read-only copies).
 
     Attributes
     ----------
     background, rms : `~numpy.ndarray`
-        Each mesh's level and RMS after meshes with too few usable pixels
-        are filled from their neighbours and the median filter is applied
-        (SExtractor's ``MINIBACK`` and ``MINIBACK_RMS`` check-images).
-    n_pixels : `~numpy.ndarray` of int
-        Each mesh's usable pixels (not invalid, not masked), before
-        clipping.
+        Each mesh's level and RMS as the estimator interpolates them: for
+        SEP's spline, after the meshes with too few usable pixels are
+        filled from their neighbours and the median filter (SExtractor's
+        ``MINIBACKGROUND`` and ``MINIBACK_RMS`` check-images); for the
+        smooth fit, the fitted grid; for photutils, its
+        ``background_mesh`` and ``background_rms_mesh``.
+    n_pixels : `~numpy.ndarray` of int or callable
+        Each mesh's usable pixels (not invalid, not source-masked),
+        before clipping; or a zero-argument callable counting them, when
+        first asked for (`Background.n_pixels_mesh`).
+    filled : `~numpy.ndarray` of bool, optional
+        The meshes the estimator filled from their neighbours; `None`:
+        by SExtractor's rule, under half their pixels usable
+        (`~ezbkg_ccd.meshes.poorly_covered`).
     """
 
     background: np.ndarray
     rms: np.ndarray
-    n_pixels: np.ndarray
+    n_pixels: object
+    filled: np.ndarray | None = None
+
+    def __post_init__(self):
+        for name in ('background', 'rms', 'n_pixels', 'filled'):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                value = np.array(value)  # a copy: the maps' grids stay own
+                value.flags.writeable = False
+                object.__setattr__(self, name, value)
 
 
 def _held(value):
@@ -228,6 +246,9 @@ class Background:
         for name in ('_data', '_rms'):  # computed for the copy only
             if callable(state[name]):
                 state[name] = np.asanyarray(state[name]())
+        if state['meshes'] is not None:
+            state['meshes'] = dataclasses.replace(
+                self.meshes, n_pixels=self._mesh('n_pixels'))
         return state
 
     def filled(self, where, value):
@@ -265,8 +286,14 @@ class Background:
         return self._shape
 
     def _mesh(self, name):
-        """A field of `meshes`, or `None`."""
-        return None if self.meshes is None else getattr(self.meshes, name)
+        """A field of `meshes` (counted now if still to count), or
+        `None`."""
+        if self.meshes is None:
+            return None
+        if callable(self.meshes.n_pixels):
+            self.meshes = dataclasses.replace(
+                self.meshes, n_pixels=self.meshes.n_pixels())
+        return getattr(self.meshes, name)
 
     @property
     def background_mesh(self):
@@ -277,9 +304,11 @@ class Background:
         read from a file.
 
         Meshes tile the image from pixel (0, 0), the last row and column
-        cut short (`~ezbkg_ccd.meshes.grid_shape`). A mesh with under
-        half its pixels usable (`n_pixels_mesh`) holds the value filled
-        from its neighbours; every mesh is after the median filter.
+        cut short (`~ezbkg_ccd.meshes.grid_shape`). For SEP's map, a mesh
+        with under half its pixels usable (`n_pixels_mesh`) holds the
+        value filled from its neighbours, and every mesh is after the
+        median filter (`MeshValues` says what the other estimators
+        hold). The arrays are read-only copies.
 
         Examples
         --------
@@ -297,7 +326,7 @@ class Background:
     @property
     def background_rms_mesh(self):
         """The RMS of each mesh (SExtractor's ``MINIBACK_RMS``), or `None`;
-        see `background_mesh`."""
+        see `background_mesh` and `MeshValues`."""
         return self._mesh('rms')
 
     @property
@@ -308,7 +337,8 @@ class Background:
 
     @property
     def npixels_mesh(self):
-        """`n_pixels_mesh` by the name photutils used before 3.0."""
+        """`n_pixels_mesh` by the name photutils used before 3.0 (which
+        counts the pixels left after clipping)."""
         return self.n_pixels_mesh
 
     def plot_meshes(self, *, ax=None, marker='+', markersize=None,
@@ -318,9 +348,9 @@ class Background:
         Mark the meshes on a matplotlib axes, as photutils'
         ``Background2D.plot_meshes`` does.
 
-        Each mesh's centre is marked with ``marker``; a mesh with under
-        half its pixels usable, whose value was filled from its
-        neighbours, with an ``x`` in ``excluded_color``. With
+        Each mesh's centre is marked with ``marker``; a mesh whose value
+        the estimator filled from its neighbours (for SEP, one with under
+        half its pixels usable) with an ``x`` in ``excluded_color``. With
         ``outlines``, the mesh boxes are drawn too (``kwargs`` go to
         their `matplotlib.patches.Rectangle`).
 
@@ -347,11 +377,16 @@ class Background:
             `None`).
         """
         if self.meshes is None:
-            msg = (f'this background has no mesh values to plot (method '
-                   f'{self.method!r}, or read from a file)')
+            msg = (f'this background (method {self.method!r}) has no mesh '
+                   'values to plot: a constant level, a background read '
+                   'from a file, or an estimator that keeps none')
             raise ValueError(msg)
-        return plot_mesh_grid(self.shape, self.box_size,
-                              self.n_pixels_mesh, ax=ax, marker=marker,
+        filled = self.meshes.filled
+        if filled is None:
+            filled = poorly_covered(self.n_pixels_mesh, self.shape,
+                                    self.box_size)
+        return plot_mesh_grid(self.shape, self.box_size, filled, ax=ax,
+                              marker=marker,
                               markersize=markersize, color=color, alpha=alpha,
                               outlines=outlines,
                               excluded_color=excluded_color, **kwargs)
@@ -374,6 +409,10 @@ class Background:
         >>> float(np.abs(residual).max())
         0.0
         """
+        if np.shape(array) != self.shape:
+            msg = (f'array has shape {np.shape(array)}, but the background '
+                   f'has shape {self.shape}')
+            raise ValueError(msg)
         if callable(self._data) and self._subtract_from is not None:
             self._subtract_from(array)
         else:
@@ -428,7 +467,8 @@ class Background:
         of ``BKGNPIX`` pixels, whose variance for Gaussian noise is
         ``(6.25 pi / 2 + 2.25 - 7.5) rms**2 / BKGNPIX``, so the error is
         about ``2.14 rms / sqrt(BKGNPIX)`` (an upper bound where the
-        median filter and the spline average meshes).
+        median filter and the spline average meshes, and for the median
+        or mean, whose variance is lower).
         """
         scale = np.sqrt(self.error_variance_scale)
         return self.rms * self.rms.dtype.type(scale)

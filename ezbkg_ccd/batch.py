@@ -25,7 +25,12 @@ from pathlib import Path
 
 from astropy.io import fits
 
-from ezbkg_ccd._dask import LARGE_FRAME_SHARE, available_memory, dask_array
+from ezbkg_ccd._dask import (
+    LARGE_FRAME_SHARE,
+    available_memory,
+    dask_array,
+    is_dask,
+)
 from ezbkg_ccd._fits import atomic_write, open_fits, remove_stale_temporaries
 from ezbkg_ccd._reader import (
     hdulist_ccddata,
@@ -128,7 +133,7 @@ def _chunked_automatically(hdulist, path, settings):
     header, available = hdulist[index].header, available_memory()
     if (isinstance(hdulist[index], fits.CompImageHDU) or available is None
             or is_compressed_file(path) or settings['plot']
-            or settings['compress'] or settings['omit_rebuildable']):
+            or settings['compress']):
         return False
     shape = (header['NAXIS2'], header['NAXIS1'])
     size = abs(header['BITPIX']) // 8 * shape[0] * shape[1]
@@ -233,9 +238,16 @@ def _write(results, output, settings):
                                     settings['omit_rebuildable']), output,
                      overwrite=overwrite)
     elif settings['mode'] == 'subtract':
-        write_with_background(results[0][3], results[0][2], output,
+        result, background = results[0][3], results[0][2]
+        omit = settings['omit_rebuildable']
+        if omit and is_dask(result.data):  # chunked as too large for memory
+            log.warning('%s: processed in chunks, so UNCERT is written (it '
+                        'is left out only for frames processed whole)',
+                        output)
+            omit = False
+        write_with_background(result, background, output,
                               overwrite=overwrite, compress=compress,
-                              omit_rebuildable=settings['omit_rebuildable'])
+                              omit_rebuildable=omit)
     else:
         write_background(results[0][2], output, overwrite=overwrite,
                          compress=compress)
@@ -485,6 +497,11 @@ def process_files(paths, *, output_dir, n_jobs=1, client=None,
         options.get('method', 'sep'), options,
         options.get('source_mask_options'), function='process_files',
         public=(*PUBLIC_OPTIONS, *keyword_names(process_files)))
+    if omit_rebuildable and (mode != 'subtract'
+                             or options.get('chunks') is not None):
+        msg = ("omit_rebuildable applies to mode='subtract' of frames "
+               'processed whole, not in chunks')
+        raise ValueError(msg)
     inputs = _input_paths(paths)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     outputs = _outputs(inputs, output_dir, MODES[mode] if suffix is None

@@ -140,7 +140,7 @@ def _batch(arguments):
             all_hdus=arguments.all_hdus, resubtract=arguments.resubtract,
             unit=arguments.unit, plot=arguments.plot, isolate=True,
             compress=arguments.compress,
-            omit_rebuildable=arguments.omit_rebuildable,
+            omit_rebuildable=getattr(arguments, 'omit_rebuildable', False),
             progress=not arguments.quiet and sys.stderr.isatty(), **options)
     counts = {status: sum(r.status == status for r in reports)
               for status in ('done', 'skipped', 'failed')}
@@ -263,11 +263,13 @@ def _add_batch_parser(commands, name, help_text):
                         help='tile-compress the extensions losslessly '
                              '(GZIP_2 for the maps and uncertainty, RICE_1 '
                              'for the mask; not with --chunks)')
-    parser.add_argument('--omit-rebuildable', action='store_true',
-                        help='leave out UNCERT where it is exactly rebuilt '
-                             'from BKGRMS and the data (inputs without an '
-                             'uncertainty); read_with_background rebuilds '
-                             'it. Not with --chunks')
+    if name == 'subtract':
+        parser.add_argument('--omit-rebuildable', action='store_true',
+                            help='leave out UNCERT where it is exactly '
+                                 'rebuilt from BKGRMS and the data (inputs '
+                                 'without an uncertainty); '
+                                 'read_with_background rebuilds it. Not '
+                                 'with --chunks')
     parser.add_argument('--plot', action='store_true',
                         help='also write a PNG per frame (needs matplotlib)')
     parser.add_argument('-j', '--jobs', type=_positive,

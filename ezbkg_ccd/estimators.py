@@ -13,6 +13,7 @@ import sep
 from astropy.stats import SigmaClip
 from astropy.utils.exceptions import AstropyDeprecationWarning, AstropyUserWarning
 
+from ezbkg_ccd._conditioning import working_copy
 from ezbkg_ccd._moved import caller_stacklevel
 from ezbkg_ccd._sep import strips
 from ezbkg_ccd._sep.binding import TESTED_VERSIONS, subtract_maps
@@ -23,7 +24,6 @@ from ezbkg_ccd.meshes import (
     MIN_MESH_COVERAGE,
     fill_edges,
     require_usable_mesh,
-    usable_counts,
 )
 from ezbkg_ccd.registry import (
     BackgroundEstimate,
@@ -145,10 +145,10 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
                'bw': box_size[1], 'fh': filter_size[0], 'fw': filter_size[1],
                'fthresh': filter_threshold}
     samples = box_size[0] * box_size[1]
+    data = working_copy(data)  # as the steps give it (a direct call may not)
     if strips.usable():
         back, rms, global_back, global_rms, meshes, subtract_from = _sep_c(
             data, n_threads=n_threads, **options)
-        n_pixels = usable_counts(mask, box_size)  # as SEP was given them
         extra = {'sep_background': lambda: sep.Background(data, **options)}
     else:
         if n_threads > 1:
@@ -164,8 +164,7 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         back, rms = background.back, background.rms
         global_back = float(background.globalback)
         global_rms = float(background.globalrms)
-        extra = {'sep_background': lambda: background}
-        meshes = n_pixels = None
+        extra, meshes = {'sep_background': lambda: background}, None
         subtract_from = background.subfrom
     rms, global_rms = no_noise(rms, global_rms)
     if edge == 'adaptive':
@@ -179,8 +178,7 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         subtract_from = None
     return BackgroundEstimate(back, rms, global_back, global_rms, is_2d=True,
                               samples_per_estimate=samples, extra=extra,
-                              subtract_from=subtract_from, meshes=meshes,
-                              n_pixels_mesh=n_pixels)
+                              subtract_from=subtract_from, meshes=meshes)
 
 
 def _sep_c(data, *, mask, n_threads, bw, bh, fw, fh, fthresh):
@@ -231,8 +229,7 @@ def _smooth_estimate(data, mask, box_size, edge):
     rms, global_rms = no_noise(rms, global_rms)
     return BackgroundEstimate(back, rms, global_back, global_rms, is_2d=True,
                               samples_per_estimate=box_size[0] * box_size[1],
-                              meshes=grids,
-                              n_pixels_mesh=usable_counts(mask, box_size))
+                              meshes=grids)
 
 
 def constant_estimator(data, *, mask, box_size, filter_size,
@@ -318,7 +315,10 @@ def photutils_estimator(data, *, mask, box_size, filter_size,
         float(background.background_rms_median), is_2d=True,
         samples_per_estimate=box_size[0] * box_size[1],
         extra={'photutils_background': background},
-        meshes=(background.background_mesh, background.background_rms_mesh))
+        meshes=(background.background_mesh, background.background_rms_mesh,
+                background.n_pixels_mesh <= (  # photutils' own rule
+                    1 - background.exclude_percentile / 100) * np.prod(
+                        background.box_size)))
 
 
 def _background2d_options():

@@ -27,7 +27,7 @@ import numpy as np
 from astropy.stats import sigma_clip
 
 __all__ = ['MIN_MESH_COVERAGE', 'SKEW_NOISE_FACTOR', 'mesh_count', 'grid_shape',
-           'tiles', 'expand', 'mesh_sizes', 'usable_counts',
+           'tiles', 'expand', 'mesh_sizes', 'usable_counts', 'poorly_covered',
            'well_covered', 'require_usable_mesh', 'fill_edges',
            'skewed_meshes']
 
@@ -106,21 +106,36 @@ def mesh_sizes(shape, box_size):
     return np.outer(heights, widths)
 
 
-def usable_counts(excluded, box_size):
+def usable_counts(usable, box_size):
     """
-    The number of usable pixels (``excluded`` `False`) of each mesh.
+    The number of ``usable`` (`True`) pixels of each mesh.
 
     Examples
     --------
     >>> import numpy as np
     >>> from ezbkg_ccd.meshes import usable_counts
-    >>> excluded = np.zeros((5, 7), bool)
-    >>> excluded[0, :3] = True
-    >>> usable_counts(excluded, (4, 4)).tolist()
+    >>> usable = np.ones((5, 7), bool)
+    >>> usable[0, :3] = False
+    >>> usable_counts(usable, (4, 4)).tolist()
     [[13, 12], [4, 3]]
     """
-    return np.count_nonzero(tiles(~excluded, box_size, fill=False),
-                            axis=(2, 3))
+    return np.count_nonzero(tiles(usable, box_size, fill=False), axis=(2, 3))
+
+
+def poorly_covered(counts, shape, box_size):
+    """
+    The meshes with too few usable pixels (``counts``) to enter the map,
+    by SExtractor's rule (`MIN_MESH_COVERAGE` of the mesh's own pixels):
+    the meshes SEP fills from their neighbours.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ezbkg_ccd.meshes import poorly_covered
+    >>> poorly_covered(np.array([[8, 7], [2, 1]]), (5, 7), (4, 4)).tolist()
+    [[False, False], [False, True]]
+    """
+    return counts < MIN_MESH_COVERAGE * mesh_sizes(shape, box_size)
 
 
 #: A mesh must have at least this fraction of usable pixels (SExtractor's

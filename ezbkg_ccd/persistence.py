@@ -22,12 +22,15 @@ unified I/O as the ``fits`` format of `~ezbkg_ccd.Background`, behind
 
 import contextlib
 import os
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits, registry
 from astropy.io.fits.connect import is_fits
 from astropy.nddata import CCDData, StdDevUncertainty
+from astropy.utils.exceptions import AstropyUserWarning
 
 from ezbkg_ccd._dask import is_dask
 from ezbkg_ccd._fits import atomic_write, check_writable, open_fits, write_streamed
@@ -176,20 +179,52 @@ def without_rebuildable(ccd, background):
             or np.asarray(uncertainty.array).dtype != rebuilt.array.dtype):
         return ccd
     meta = ccd.meta.copy()
-    meta[REBUILD_KEYWORD] = (True, 'UNCERT left out: rebuilt from BKGRMS')
+    meta[REBUILD_KEYWORD] = (_checksum(ccd.data),
+                             'UNCERT left out: CRC-32 of the data it fits')
     return CCDData(ccd.data, unit=ccd.unit, mask=ccd.mask, meta=meta,
                    wcs=ccd.wcs, copy=False)
 
 
-def _with_rebuilt(ccd, background):
-    """``ccd`` read from a file, with the uncertainty left out of it
-    rebuilt (`without_rebuildable`)."""
-    if (ccd.uncertainty is not None or background is None
-            or not ccd.meta.get(REBUILD_KEYWORD, False)):
+def _checksum(data):
+    """The CRC-32 of ``data``'s values (in native byte order), as 8
+    hexadecimal digits."""
+    data = np.ascontiguousarray(data)
+    data = data.astype(data.dtype.newbyteorder('='), copy=False)
+    return f'{zlib.crc32(data):08x}'
+
+
+def _unmarked(ccd):
+    """``ccd``, or a copy of it without a ``BKGUNCR`` card (of a file it
+    was read from) that would not be true of the file now written."""
+    if REBUILD_KEYWORD not in (ccd.meta or {}):
         return ccd
-    ccd.uncertainty = rebuilt_uncertainty(ccd.data, ccd.unit, background,
-                                          ccd.meta)
-    del ccd.meta[REBUILD_KEYWORD]
+    meta = ccd.meta.copy()
+    del meta[REBUILD_KEYWORD]
+    return CCDData(ccd.data, unit=ccd.unit, mask=ccd.mask,
+                   uncertainty=ccd.uncertainty, meta=meta, wcs=ccd.wcs,
+                   copy=False)
+
+
+def _with_rebuilt(ccd, background, path):
+    """
+    ``ccd`` read from a file, with the uncertainty left out of it rebuilt
+    (`without_rebuildable`); if its data, its ``BKGUNC``/``BKGGAIN`` or
+    its background no longer allow that, without one, and a warning.
+    """
+    marker = ccd.meta.pop(REBUILD_KEYWORD, None)
+    if marker is None or ccd.uncertainty is not None:
+        return ccd
+    rebuilt = None
+    if background is not None and marker == _checksum(ccd.data):
+        rebuilt = rebuilt_uncertainty(ccd.data, ccd.unit, background,
+                                      ccd.meta)
+    if rebuilt is None:
+        msg = (f'{str(path)!r} was written without its uncertainty, to be '
+               'rebuilt from BKGRMS, but its data, BKGUNC/BKGGAIN or '
+               'background have changed since: read without one')
+        warnings.warn(msg, AstropyUserWarning, stacklevel=3)
+        return ccd
+    ccd.uncertainty = rebuilt
     return ccd
 
 
@@ -251,7 +286,7 @@ def write_with_background(ccd, background, path, *, overwrite=False,
     >>> bool(np.array_equal(again.data, bkg.data)), again.method
     (True, 'sep')
     """
-    ccd = as_ccddata(ccd)
+    ccd = _unmarked(as_ccddata(ccd))
     _check_background(background, ccd.shape)
     if is_dask(ccd.data) or background.is_dask:
         if omit_rebuildable:
@@ -475,7 +510,7 @@ def read_with_background(path, *, hdu=None):
         extver = hdulist[index].header.get('EXTVER', 1) if index else 1
         background = _background_from_hdulist(hdulist, path, extver)
         ccd = hdulist_ccddata(hdulist, hdu=hdu, path=path)
-    return _with_rebuilt(ccd, background), background
+    return _with_rebuilt(ccd, background, path), background
 
 
 def is_standalone_background(path):

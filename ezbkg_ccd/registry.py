@@ -75,15 +75,13 @@ class BackgroundEstimate:
     subtract_from : callable, optional
         Subtracts the background from a float array in place without a
         full-size map (e.g. `sep.Background.subfrom`).
-    meshes : (back, rms) or callable, optional
-        The low-resolution grids, one value per mesh, as interpolated
-        (after bad meshes are filled and the median filter; SExtractor's
-        ``MINIBACK`` and ``MINIBACK_RMS`` check-images), or a
-        zero-argument callable returning them; `None` if the estimator
-        has none.
-    n_pixels_mesh : `~numpy.ndarray`, optional
-        The number of usable pixels of each mesh; by default those of
-        ``mask``, counted by the caller when ``meshes`` are given.
+    meshes : (back, rms) or (back, rms, filled), optional
+        The low-resolution grids, one value per ``box_size`` mesh, as the
+        maps interpolate them (for SEP, after bad meshes are filled and
+        the median filter: SExtractor's ``MINIBACK`` and ``MINIBACK_RMS``
+        check-images), and which meshes were filled from their
+        neighbours (by default, SExtractor's rule); `None` if the
+        estimator has none.
     """
 
     background: np.ndarray
@@ -95,7 +93,6 @@ class BackgroundEstimate:
     extra: dict = field(default_factory=dict)
     subtract_from: object = None
     meshes: object = None
-    n_pixels_mesh: object = None
 
 
 def register_estimator(name, estimator, *, overwrite=False,

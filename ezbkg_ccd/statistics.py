@@ -6,15 +6,18 @@ estimator objects.
 The ``constant`` and ``photutils`` methods take ``bkg_estimator`` and
 ``bkg_rms_estimator`` (photutils' names) as one of the names below or as
 any photutils estimator object (`~photutils.background.BackgroundBase`,
-`~photutils.background.BackgroundRMSBase`). A named statistic does no
-clipping of its own: the method has already clipped the pixels (astropy
-`~astropy.stats.SigmaClip`). An object is used as it is, its own
-``sigma_clip`` included.
+`~photutils.background.BackgroundRMSBase`). The method clips the pixels
+(astropy `~astropy.stats.SigmaClip`: ``sigma`` and ``maxiters`` of
+``constant``, ``sigma_clip`` of ``photutils``) and the statistic is
+computed on what is left: the estimator's own ``sigma_clip`` is not used
+(`~photutils.background.Background2D` does the same), so that the level
+and the RMS are of the same pixels.
 
 The ``sep`` method computes SExtractor's mode and the clipped standard
 deviation, in SEP's C code; it takes neither option.
 """
 
+import copy
 from numbers import Real
 
 __all__ = ['LEVEL_STATISTICS', 'RMS_STATISTICS', 'level_estimator',
@@ -50,6 +53,8 @@ def _estimator(value, *, name, statistics, base):
             raise ValueError(msg)
         return getattr(background, statistics[key])(sigma_clip=None)
     if isinstance(value, getattr(background, base)):
+        value = copy.copy(value)  # the caller's object is left as it was
+        value.sigma_clip = None  # the method has clipped
         return value
     if isinstance(value, Real):
         msg = (f'{name} is a statistic ({", ".join(statistics)}), not a '
@@ -62,9 +67,9 @@ def _estimator(value, *, name, statistics, base):
 
 def level_estimator(value, *, name='bkg_estimator'):
     """
-    The photutils level estimator of ``value``: a name of
-    `LEVEL_STATISTICS` (case-insensitive; no clipping of its own) or a
-    `~photutils.background.BackgroundBase` object (as it is).
+    The photutils level estimator of ``value``, without clipping of its
+    own: a name of `LEVEL_STATISTICS` (case-insensitive) or a copy of a
+    `~photutils.background.BackgroundBase` object.
 
     Raises
     ------
@@ -88,9 +93,9 @@ def level_estimator(value, *, name='bkg_estimator'):
 
 def rms_estimator(value, *, name='bkg_rms_estimator'):
     """
-    The photutils RMS estimator of ``value``: a name of `RMS_STATISTICS`
-    (no clipping of its own) or a `~photutils.background.BackgroundRMSBase`
-    object (as it is).
+    The photutils RMS estimator of ``value``, without clipping of its
+    own: a name of `RMS_STATISTICS` or a copy of a
+    `~photutils.background.BackgroundRMSBase` object.
 
     Examples
     --------

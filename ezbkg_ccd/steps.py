@@ -37,6 +37,7 @@ from ezbkg_ccd.masks import (
     prepare_frame,
     smoothed,
 )
+from ezbkg_ccd.persistence import REBUILD_KEYWORD
 from ezbkg_ccd.provenance import (
     KEYWORDS,
     drop_keyword,
@@ -480,6 +481,7 @@ def subtract_background(ccd, background=None, *, gain=None,
         else:
             drop_keyword(meta, key)
     set_keyword(meta, 'BKGSUB', True, 'sky background subtracted')
+    drop_keyword(meta, REBUILD_KEYWORD)  # of a file the input was read from
     for key, value in uncertainty_cards(ccd, gain).items():
         if value is None:
             drop_keyword(meta, key)

@@ -342,5 +342,13 @@ class TestOmitRebuildable:
         assert main(['subtract', str(tmp_path / 'f.fits'), '-o',
                      str(tmp_path / 'o'), '--box-size', '32', '--chunks',
                      '32', '--omit-rebuildable']) == 1
-        assert 'omit_rebuildable is not available for a frame processed ' \
-               'in chunks' in capsys.readouterr().err
+        assert "omit_rebuildable applies to mode='subtract' of frames " \
+               'processed whole, not in chunks' in capsys.readouterr().err
+
+    def test_not_for_estimate(self, tmp_path, capsys):
+        """estimate writes no uncertainty: the flag is a usage error."""
+        CCDData(np.ones((64, 64)), unit='adu').write(tmp_path / 'f.fits')
+        with pytest.raises(SystemExit, match='2'):
+            main(['estimate', str(tmp_path / 'f.fits'), '--omit-rebuildable'])
+        assert 'unrecognized arguments: --omit-rebuildable' in \
+            capsys.readouterr().err

@@ -166,8 +166,9 @@ class TestMeshValuesKept:
         assert bkg.background_mesh is None
         assert bkg.background_rms_mesh is None
         assert bkg.n_pixels_mesh is None
-        with pytest.raises(ValueError, match="no mesh values to plot "
-                           r"\(method 'constant', or read from a file\)"):
+        with pytest.raises(ValueError, match=r"^this background \(method "
+                           r"'constant'\) has no mesh values to plot: a "
+                           'constant level, a background read from a file'):
             bkg.plot_meshes()
 
     def test_not_in_files(self, holed_sky, tmp_path):
@@ -316,3 +317,70 @@ def test_background_holds_no_pixels():
         tracemalloc.stop()
     assert not bkg.data_load
     assert held < 0.5 * data.size * np.dtype(np.float32).itemsize
+
+
+class TestReviewed:
+    """Breaks found in review, kept fixed."""
+
+    def test_mesh_values_read_only(self, holed_sky):
+        """Editing the mesh values cannot change the map lazily computed
+        from the same grids."""
+        data, mask, _ = holed_sky
+        for options in ({}, {'chunks': 64}):
+            bkg = estimate_background(data, mask=mask, box_size=32,
+                                      **options)
+            with pytest.raises(ValueError, match='read-only'):
+                bkg.background_mesh[0, 0] = 0.0
+            reference = estimate_background(data, mask=mask, box_size=32)
+            assert np.array_equal(np.asarray(bkg.data), reference.data)
+
+    def test_subtract_from_checks_shape(self, holed_sky):
+        data, mask, _ = holed_sky
+        bkg = estimate_background(data, mask=mask, box_size=32)
+        with pytest.raises(ValueError, match=r'^array has shape \(97, 100\), '
+                           r'but the background has shape \(300, 130\)$'):
+            bkg.subtract_from(np.zeros((97, 100), np.float32))
+
+    def test_photutils_filled_by_its_rule(self, holed_sky):
+        """photutils leaves out meshes by its own rule (the partial last
+        row and column too, at under half a full box): plot_meshes marks
+        those."""
+        import matplotlib
+
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+
+        data, mask, _ = holed_sky
+        bkg = estimate_background(data, mask=mask, box_size=32,
+                                  method='photutils')
+        assert bkg.meshes.filled[-1].all() and bkg.meshes.filled[:, -1].all()
+        figure, ax = plt.subplots()
+        bkg.plot_meshes(ax=ax)
+        assert len(ax.collections[1].get_offsets()) == np.count_nonzero(
+            bkg.meshes.filled)
+        plt.close(figure)
+
+    def test_sep_estimator_takes_integers(self):
+        """A direct call with integer data (the steps convert it first)."""
+        from ezbkg_ccd.estimators import sep_estimator
+
+        data = np.random.default_rng(4).integers(900, 1100, (128, 96))
+        estimate = sep_estimator(data.astype('>i4'),
+                                 mask=np.zeros(data.shape, bool),
+                                 box_size=(32, 32), filter_size=(3, 3),
+                                 filter_threshold=0.0)
+        assert abs(estimate.global_back - 1000) < 10
+
+    def test_estimator_object_does_not_clip_again(self):
+        """An estimator object's own sigma_clip is not used after the
+        method's clipping (as in Background2D), and the object is left
+        as it was."""
+        data = np.random.default_rng(6).normal(100.0, 5.0, (128, 128))
+        data[:6] += 20.0  # within a 10-sigma clip, beyond a 3-sigma one
+        given = MedianBackground()
+        by_object = estimate_background(data, method='constant', sigma=10,
+                                        bkg_estimator=given)
+        by_name = estimate_background(data, method='constant', sigma=10,
+                                      bkg_estimator='median')
+        assert by_object.global_back == by_name.global_back
+        assert given.sigma_clip is not None

@@ -26,6 +26,7 @@ from ezbkg_ccd import (
     BackgroundFile,
     SubtractedCCDData,
     estimate_background,
+    process_files,
     read_background,
     read_with_background,
     subtract_background,
@@ -537,7 +538,7 @@ class TestOmitRebuildable:
         with fits.open(path) as hdulist:
             assert [hdu.name for hdu in hdulist] == [
                 'PRIMARY', 'MASK', 'BKG', 'BKGRMS']
-            assert hdulist[0].header['BKGUNCR'] is True
+            assert len(hdulist[0].header['BKGUNCR']) == 8  # data CRC-32
             assert hdulist[0].header['BKGUNC'] == result.meta['BKGUNC']
         ccd, again = read_with_background(path)
         assert_same_ccd(ccd, result)
@@ -616,3 +617,51 @@ class TestOmitRebuildable:
             write_with_background(result, result.background,
                                   tmp_path / 'x.fits', omit_rebuildable=True)
         assert not (tmp_path / 'x.fits').exists()
+
+    def test_edited_data_not_rebuilt(self, plain, tmp_path):
+        """A lean file whose data were changed since (by a program that
+        kept the header) reads with no uncertainty and a warning, never a
+        wrong one."""
+        result, bkg = plain
+        lean = tmp_path / 'lean.fits'
+        write_with_background(result, bkg, lean, omit_rebuildable=True)
+        with fits.open(lean, mode='update') as hdulist:
+            hdulist[0].data[0, 0] += 1.0
+        with pytest.warns(AstropyUserWarning, match='written without its '
+                          'uncertainty, to be rebuilt from BKGRMS, but its '
+                          'data, BKGUNC/BKGGAIN or background have changed'):
+            ccd, _ = read_with_background(lean)
+        assert ccd.uncertainty is None
+        assert 'BKGUNCR' not in ccd.meta
+
+    def test_stale_marker_dropped(self, plain, tmp_path):
+        """A frame read from a lean file by astropy alone (no uncertainty,
+        the marker in its header), edited and written again, or
+        subtracted again, does not carry the marker on."""
+        result, bkg = plain
+        lean = tmp_path / 'lean.fits'
+        write_with_background(result, bkg, lean, omit_rebuildable=True)
+        plain_read = CCDData.read(lean)
+        assert 'BKGUNCR' in plain_read.meta
+        halved = plain_read.multiply(0.5)
+        halved.meta = plain_read.meta
+        write_with_background(halved, bkg, tmp_path / 'again.fits')
+        with fits.open(tmp_path / 'again.fits') as hdulist:
+            assert 'BKGUNCR' not in hdulist[0].header
+        ccd, _ = read_with_background(tmp_path / 'again.fits')
+        assert ccd.uncertainty is None
+        again = subtract_background(plain_read, box_size=32, resubtract=True)
+        assert 'BKGUNCR' not in again.meta
+        assert again.meta['BKGUNC'] in ('sky', 'sky+poisson')
+
+    @pytest.mark.parametrize('options', [{'mode': 'estimate'},
+                                         {'chunks': 32}])
+    def test_batch_refusals(self, tmp_path, options):
+        """Before any work: estimate writes no uncertainty, and a frame in
+        chunks cannot be checked whole."""
+        CCDData(np.ones((64, 64)), unit='adu').write(tmp_path / 'f.fits')
+        with pytest.raises(ValueError, match="^omit_rebuildable applies to "
+                           "mode='subtract' of frames processed whole"):
+            process_files([tmp_path / 'f.fits'], output_dir=tmp_path / 'o',
+                          omit_rebuildable=True, **options)
+        assert not (tmp_path / 'o').exists()

@@ -42,9 +42,9 @@ from ezbkg_ccd._sep.binding import (
     subtract_maps,
 )
 from ezbkg_ccd.meshes import (
-    MIN_MESH_COVERAGE,
+    grid_shape,
     mesh_count,
-    mesh_sizes,
+    poorly_covered,
     usable_counts,
 )
 
@@ -211,21 +211,23 @@ def band_meshes(data, mask, *, band, read, bw, bh, fw, fh, fthresh,
 
     Returns
     -------
-    bad, back, sigma, counts : `~numpy.ndarray`
-        The band's bad meshes (under half their pixels usable), its rows
-        of SEP's filtered grids (exact when `rows_read` of the frame's bad
-        meshes lies within ``read``) and the usable pixels of its meshes.
+    bad, back, sigma : `~numpy.ndarray`
+        The band's bad meshes (under half their pixels usable) and its
+        rows of SEP's filtered grids (exact when `rows_read` of the
+        frame's bad meshes lies within ``read``).
     """
     mask = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
     own = slice((band[0] - read[0]) * bh, (band[1] - read[0]) * bh)
-    sizes = mesh_sizes(data[own].shape, (bh, bw))
-    counts = sizes if all_usable else usable_counts(
-        ~mesh_usable(data, mask, own), (bh, bw))
+    shape = data[own].shape
+    if all_usable:
+        bad = np.zeros(grid_shape(shape, (bh, bw)), dtype=bool)
+    else:
+        bad = poorly_covered(usable_counts(mesh_usable(data, mask, own),
+                                           (bh, bw)), shape, (bh, bw))
     grids = filtered_meshes(data, mask, rows=slice(0, data.shape[0]), bw=bw,
                             bh=bh, fw=fw, fh=fh, fthresh=fthresh)
-    return (counts < MIN_MESH_COVERAGE * sizes,
-            *(grid[band[0] - read[0]:band[1] - read[0]] for grid in grids),
-            counts)
+    return (bad, *(grid[band[0] - read[0]:band[1] - read[0]]
+                   for grid in grids))
 
 
 def join_bands(bands, reads, results, *, filter_height, recompute):
@@ -236,15 +238,14 @@ def join_bands(bands, reads, results, *, filter_height, recompute):
     ----------
     bands, reads : list of (int, int)
         The bands, in order, and the mesh rows each was computed from.
-    results : list of (bad, back, sigma, counts)
+    results : list of (bad, back, sigma)
         `band_meshes` of each band.
     filter_height : int
         Height of the median filter, in meshes.
     recompute : callable
         Called once with ``{index: read}``, the bands whose meshes depend
         on rows beyond those they read, with the rows they need; returns
-        ``{index: (bad, back, sigma, counts)}`` (`band_meshes` from those
-        rows),
+        ``{index: (bad, back, sigma)}`` (`band_meshes` from those rows),
         in any way it likes (threads, Dask).
 
     Returns
@@ -273,7 +274,7 @@ def join_bands(bands, reads, results, *, filter_height, recompute):
     for index, result in (recompute(redo) if redo else {}).items():
         results[index] = result
     back, sigma = (np.concatenate(part) for part in
-                   list(zip(*results, strict=True))[1:3])
+                   list(zip(*results, strict=True))[1:])
     grids = (back, spline_second_derivatives(back),
              sigma, spline_second_derivatives(sigma))
     return grids, global_levels(back, sigma)
