@@ -25,7 +25,7 @@ import sep
 
 from ezbkg_ccd.meshes import grid_shape
 
-__all__ = ['AVAILABLE', 'TESTED_VERSIONS', 'filtered_meshes',
+__all__ = ['AVAILABLE', 'TESTED_VERSIONS', 'filtered_meshes', 'fill_map',
            'interpolate_rows', 'spline_second_derivatives', 'subtract_maps']
 
 #: SEP releases whose struct layouts and functions are those below.
@@ -78,8 +78,9 @@ def _bind(module):
             getattr(library, name).argtypes = [
                 ctypes.POINTER(_Background), ctypes.c_int64, ctypes.c_void_p,
                 ctypes.c_int]
-        library.sep_bkg_subarray.argtypes = [
-            ctypes.POINTER(_Background), ctypes.c_void_p, ctypes.c_int]
+        for name in ('sep_bkg_array', 'sep_bkg_rmsarray', 'sep_bkg_subarray'):
+            getattr(library, name).argtypes = [
+                ctypes.POINTER(_Background), ctypes.c_void_p, ctypes.c_int]
         library.sep_bkg_free.argtypes = [ctypes.POINTER(_Background)]
         library.sep_bkg_free.restype = None
         library.sep_get_errmsg.argtypes = [ctypes.c_int, ctypes.c_char_p]
@@ -239,6 +240,45 @@ def _grid_background(grids, shape, *, bw, bh):
                        sigma=pointers[2], dsigma=pointers[3])
 
 
+def _whole(function, grids, array, bw, bh):
+    """Call SEP's ``function`` of a whole image ``array`` (``sep_bkg_array``,
+    ``sep_bkg_rmsarray``, ``sep_bkg_subarray``) with the mesh ``grids``."""
+    if array.dtype not in _TYPE_CODES:
+        msg = f'array must be native float32 or float64, got {array.dtype}'
+        raise TypeError(msg)
+    _require_contiguous('array', array)
+    background = _grid_background(grids, array.shape, bw=bw, bh=bh)
+    _check(function(ctypes.byref(background), array.ctypes.data,
+                    _TYPE_CODES[array.dtype]))
+
+
+def fill_map(grids, out, *, which, bw, bh):
+    """
+    Write SEP's whole ``which`` map (``'back'`` or ``'rms'``) of the mesh
+    ``grids`` into ``out``, in one call, as `sep.Background.back` and
+    ``rms`` do.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import sep
+    >>> from ezbkg_ccd._sep.binding import (
+    ...     fill_map, filtered_meshes, spline_second_derivatives)
+    >>> data = np.random.default_rng(0).normal(5, 1, (96, 64))
+    >>> back, sigma = filtered_meshes(data, None, rows=slice(0, 96), bw=32,
+    ...                               bh=32, fw=3, fh=3, fthresh=0.0)
+    >>> grids = (back, spline_second_derivatives(back),
+    ...          sigma, spline_second_derivatives(sigma))
+    >>> rms = np.empty_like(data)
+    >>> fill_map(grids, rms, which='rms', bw=32, bh=32)
+    >>> bool((rms == sep.Background(data, bw=32, bh=32).rms()).all())
+    True
+    """
+    function = {'back': _LIBRARY.sep_bkg_array,
+                'rms': _LIBRARY.sep_bkg_rmsarray}[which]
+    _whole(function, grids, out, bw, bh)
+
+
 def subtract_maps(grids, array, *, bw, bh):
     """
     Subtract SEP's background map of the mesh ``grids`` from ``array``
@@ -263,14 +303,7 @@ def subtract_maps(grids, array, *, bw, bh):
     >>> bool((residual == expected).all())
     True
     """
-    if array.dtype not in _TYPE_CODES:
-        msg = f'array must be native float32 or float64, got {array.dtype}'
-        raise TypeError(msg)
-    _require_contiguous('array', array)
-    background = _grid_background(grids, array.shape, bw=bw, bh=bh)
-    _check(_LIBRARY.sep_bkg_subarray(ctypes.byref(background),
-                                     array.ctypes.data,
-                                     _TYPE_CODES[array.dtype]))
+    _whole(_LIBRARY.sep_bkg_subarray, grids, array, bw, bh)
 
 
 def interpolate_rows(grids, *, rows, back, rms, bw, bh, first_row=0,

@@ -36,6 +36,7 @@ import sep
 from ezbkg_ccd._conditioning import SEP_INVALID_BELOW
 from ezbkg_ccd._sep.binding import (
     AVAILABLE,
+    fill_map,
     filtered_meshes,
     interpolate_rows,
     spline_second_derivatives,
@@ -353,20 +354,20 @@ def grid_map(grids, shape, dtype, *, which, bw, bh, n_threads=1):
     True
     """
     result = np.empty(shape, dtype)
+    bands = mesh_bands(mesh_count(shape[0], bh), n_threads)
+    if len(bands) == 1:
+        fill_map(grids, result, which=which, bw=bw, bh=bh)
+        return result
     maps = {'back': result, 'rms': None} if which == 'back' else {
         'back': None, 'rms': result}
-    bands = mesh_bands(mesh_count(shape[0], bh), n_threads)
 
     def interpolate(band):
         interpolate_rows(grids, rows=pixel_rows(band, bh, shape[0]), bw=bw,
                          bh=bh, **maps)
 
-    if len(bands) == 1:
-        interpolate(bands[0])
-    else:
-        with ThreadPoolExecutor(max_workers=len(bands)) as pool:
-            for _ in pool.map(interpolate, bands):
-                pass  # re-raises a band's exception here
+    with ThreadPoolExecutor(max_workers=len(bands)) as pool:
+        for _ in pool.map(interpolate, bands):
+            pass  # re-raises a band's exception here
     return result
 
 
