@@ -4,6 +4,8 @@ Dask, where a frame is processed lazily: recognising its arrays, importing
 it with a clear message, and sizing a frame's chunks.
 """
 
+from ezbkg_ccd._optional import optional_module
+
 __all__ = []
 
 #: Bytes of one chunk of a lazily processed frame (in its working dtype)
@@ -34,13 +36,8 @@ def is_dask(value):
 
 def dask_array():
     """`dask.array`, or an `ImportError` saying how to install it."""
-    try:
-        import dask.array
-    except ImportError as exc:
-        msg = ('processing a frame in chunks needs Dask: pip install '
-               '"ezbkg-ccd[dask]"')
-        raise ImportError(msg) from exc
-    return dask.array
+    return optional_module('dask.array', extra='dask',
+                           purpose='processing a frame in chunks')
 
 
 def chunk_rows(width, itemsize, chunk_bytes=CHUNK_BYTES):

@@ -110,6 +110,9 @@ def estimate_raw(frame, settings, excluded):
         frame.work, mask=excluded, box_size=settings.box_size,
         filter_size=settings.filter_size,
         filter_threshold=settings.filter_threshold, **settings.options)
+    if raw.meshes is not None and raw.n_pixels_mesh is None:
+        raw = dataclasses.replace(raw, n_pixels_mesh=usable_counts(
+            ~excluded, settings.box_size))
     return raw, rejected
 
 
@@ -143,26 +146,17 @@ def estimate(frame, settings, *, source_mask=None, source_kind='user',
                             invalid_mask=frame.invalid,
                             shape=frame.work.shape,
                             subtract_from=result.subtract_from,
-                            meshes=_meshes(result, frame.invalid, source_mask,
-                                           settings.box_size))
+                            meshes=_meshes(result))
     return background, raw
 
 
-def _meshes(result, invalid, source_mask, box_size):
-    """
-    The mesh values a `~ezbkg_ccd.Background` holds of an estimator's
-    ``result``, or `None`; the usable pixels of each mesh (not
-    ``invalid``, not in ``source_mask``, both of which the background
-    holds) are counted when first asked for.
-    """
+def _meshes(result):
+    """The mesh values a `~ezbkg_ccd.Background` holds of an estimator's
+    ``result``, or `None`."""
     if result.meshes is None:
         return None
-
-    def n_pixels():
-        return usable_counts(~(invalid if source_mask is None
-                               else invalid | source_mask), box_size)
-
-    return MeshValues(*result.meshes[:2], n_pixels, *result.meshes[2:])
+    return MeshValues(*result.meshes[:2], result.n_pixels_mesh,
+                      *result.meshes[2:])
 
 
 def provenance(frame, settings, result, *, invalid_count, source_count=None,

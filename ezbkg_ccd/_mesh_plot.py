@@ -1,22 +1,13 @@
 # Licensed under a 3-clause BSD style license - see LICENSE
 """
-matplotlib, optional, and the mesh grid drawn on its axes.
+The mesh grid drawn on matplotlib axes (optional extra).
 """
 
 import numpy as np
 
-__all__ = ['matplotlib_module', 'plot_mesh_grid']
+from ezbkg_ccd._optional import optional_module
 
-
-def matplotlib_module():
-    """`matplotlib`, or an `ImportError` saying how to install it."""
-    try:
-        import matplotlib
-    except ImportError as exc:
-        msg = ('plotting needs matplotlib: install the plot extra with '
-               "pip install 'ezbkg-ccd[plot]'")
-        raise ImportError(msg) from exc
-    return matplotlib
+__all__ = ['plot_mesh_grid']
 
 
 def _centres(size, box):
@@ -49,8 +40,8 @@ def plot_mesh_grid(shape, box_size, filled, *, ax=None, marker='+',
     >>> len(ax.patches)
     12
     """
-    matplotlib_module()
-    import matplotlib.pyplot as plt
+    plt = optional_module('matplotlib.pyplot', extra='plot',
+                          purpose='plotting')
     from matplotlib.patches import Rectangle
 
     ax = plt.gca() if ax is None else ax

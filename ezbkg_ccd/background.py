@@ -76,10 +76,10 @@ class MeshValues:
         ``MINIBACKGROUND`` and ``MINIBACK_RMS`` check-images); for the
         smooth fit, the fitted grid; for photutils, its
         ``background_mesh`` and ``background_rms_mesh``.
-    n_pixels : `~numpy.ndarray` of int or callable
-        Each mesh's usable pixels (not invalid, not source-masked),
-        before clipping; or a zero-argument callable counting them, when
-        first asked for (`Background.n_pixels_mesh`).
+    n_pixels : `~numpy.ndarray` of int
+        Each mesh's usable pixels (not invalid, not masked), before
+        clipping, as the estimator was given them (a mesh that
+        ``reject_skewed`` rejected has none).
     filled : `~numpy.ndarray` of bool, optional
         The meshes the estimator filled from their neighbours; `None`:
         by SExtractor's rule, under half their pixels usable
@@ -88,16 +88,22 @@ class MeshValues:
 
     background: np.ndarray
     rms: np.ndarray
-    n_pixels: object
+    n_pixels: np.ndarray
     filled: np.ndarray | None = None
 
     def __post_init__(self):
         for name in ('background', 'rms', 'n_pixels', 'filled'):
             value = getattr(self, name)
-            if value is not None and not callable(value):
+            if value is not None:
                 value = np.array(value)  # a copy: the maps' grids stay own
                 value.flags.writeable = False
                 object.__setattr__(self, name, value)
+
+    def __setstate__(self, state):
+        """Unpickled or deep-copied: read-only again."""
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self.__post_init__()
 
 
 def _held(value):
@@ -246,9 +252,6 @@ class Background:
         for name in ('_data', '_rms'):  # computed for the copy only
             if callable(state[name]):
                 state[name] = np.asanyarray(state[name]())
-        if state['meshes'] is not None:
-            state['meshes'] = dataclasses.replace(
-                self.meshes, n_pixels=self._mesh('n_pixels'))
         return state
 
     def filled(self, where, value):
@@ -286,14 +289,8 @@ class Background:
         return self._shape
 
     def _mesh(self, name):
-        """A field of `meshes` (counted now if still to count), or
-        `None`."""
-        if self.meshes is None:
-            return None
-        if callable(self.meshes.n_pixels):
-            self.meshes = dataclasses.replace(
-                self.meshes, n_pixels=self.meshes.n_pixels())
-        return getattr(self.meshes, name)
+        """A field of `meshes`, or `None`."""
+        return None if self.meshes is None else getattr(self.meshes, name)
 
     @property
     def background_mesh(self):
@@ -332,7 +329,8 @@ class Background:
     @property
     def n_pixels_mesh(self):
         """The number of usable pixels (not invalid, not masked, before
-        clipping) of each mesh, or `None`; see `background_mesh`."""
+        clipping) of each mesh, or `None`; see `background_mesh` and
+        `MeshValues`."""
         return self._mesh('n_pixels')
 
     @property
@@ -413,10 +411,15 @@ class Background:
             msg = (f'array has shape {np.shape(array)}, but the background '
                    f'has shape {self.shape}')
             raise ValueError(msg)
-        if callable(self._data) and self._subtract_from is not None:
+        if array.dtype.kind != 'f':
+            msg = f'array must hold floats, got dtype {array.dtype}'
+            raise TypeError(msg)
+        if (callable(self._data) and self._subtract_from is not None
+                and array.dtype.isnative and array.flags.c_contiguous):
             self._subtract_from(array)
-        else:
-            np.subtract(array, self.data, out=array, casting='unsafe')
+        else:  # a Dask map is computed
+            np.subtract(array, np.asarray(self.data), out=array,
+                        casting='unsafe')
 
     @property
     def unit(self):

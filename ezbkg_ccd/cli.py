@@ -235,7 +235,7 @@ def _add_batch_parser(commands, name, help_text):
     parser.add_argument('--mask-sources', choices=['auto', 'none'],
                         default='none',
                         help='mask sources automatically (default: '
-                             'none; auto costs 15-70 times the plain map)')
+                             'none; auto costs 12-60 times the plain map)')
     parser.add_argument('--reject-skewed', action='store_true',
                         help='reject meshes skewed by unmasked sources')
     parser.add_argument('--saturation', type=_saturation, default='header',

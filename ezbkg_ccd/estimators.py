@@ -23,7 +23,9 @@ from ezbkg_ccd.background import MODE_VARIANCE_FACTOR
 from ezbkg_ccd.meshes import (
     MIN_MESH_COVERAGE,
     fill_edges,
+    mesh_sizes,
     require_usable_mesh,
+    usable_counts,
 )
 from ezbkg_ccd.registry import (
     BackgroundEstimate,
@@ -139,16 +141,18 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
               choices=('spline', 'smooth'))
     mask = _without_single_pixels(mask, box_size)
     require_usable_mesh(mask, box_size)  # also when called directly
+    data = working_copy(data)  # as the steps give it (a direct call may not)
     if interpolation == 'smooth':
         return _smooth_estimate(data, mask, box_size, edge)
     options = {'mask': mask if mask.any() else None, 'bh': box_size[0],
                'bw': box_size[1], 'fh': filter_size[0], 'fw': filter_size[1],
                'fthresh': filter_threshold}
     samples = box_size[0] * box_size[1]
-    data = working_copy(data)  # as the steps give it (a direct call may not)
     if strips.usable():
         back, rms, global_back, global_rms, meshes, subtract_from = _sep_c(
             data, n_threads=n_threads, **options)
+        n_pixels = (mesh_sizes(data.shape, box_size) if options['mask'] is None
+                    else usable_counts(~mask, box_size))  # as SEP was given
         extra = {'sep_background': lambda: sep.Background(data, **options)}
     else:
         if n_threads > 1:
@@ -164,7 +168,8 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         back, rms = background.back, background.rms
         global_back = float(background.globalback)
         global_rms = float(background.globalrms)
-        extra, meshes = {'sep_background': lambda: background}, None
+        extra = {'sep_background': lambda: background}
+        meshes = n_pixels = None
         subtract_from = background.subfrom
     rms, global_rms = no_noise(rms, global_rms)
     if edge == 'adaptive':
@@ -178,7 +183,8 @@ def sep_estimator(data, *, mask, box_size, filter_size, filter_threshold,
         subtract_from = None
     return BackgroundEstimate(back, rms, global_back, global_rms, is_2d=True,
                               samples_per_estimate=samples, extra=extra,
-                              subtract_from=subtract_from, meshes=meshes)
+                              subtract_from=subtract_from, meshes=meshes,
+                              n_pixels_mesh=n_pixels)
 
 
 def _sep_c(data, *, mask, n_threads, bw, bh, fw, fh, fthresh):

@@ -25,7 +25,6 @@ mask or none.
 """
 
 import dataclasses
-import functools
 import types
 
 import numpy as np
@@ -48,7 +47,6 @@ from ezbkg_ccd._uncertainty import subtracted_uncertainty
 from ezbkg_ccd.background import Background, MeshValues
 from ezbkg_ccd.estimators import check_sep_box, no_noise, single_pixel_rows
 from ezbkg_ccd.masks import rule_saturation, zeros_are_sky
-from ezbkg_ccd.meshes import mesh_sizes, usable_counts
 from ezbkg_ccd.registry import BackgroundEstimate
 
 __all__ = ['is_lazy', 'lazy_estimate', 'lazy_subtract']
@@ -396,7 +394,6 @@ def lazy_estimate(ccd, settings, *, mask, rule, source_mask=None,
         excluded = (source_mask if excluded is None
                     else excluded | source_mask)
         counted.append(source_mask)
-    unusable = excluded  # invalid or source-masked pixels, or None
     rows = single_pixel_rows(work.shape, settings.box_size)
     if rows is not None:  # excluded in memory by the estimator too
         single = dask_array().zeros(work.shape, dtype=bool,
@@ -420,20 +417,7 @@ def lazy_estimate(ccd, settings, *, mask, rule, source_mask=None,
     return Background(maps.back, maps.rms, header, source_mask=source_mask,
                       invalid_mask=frame.invalid, shape=frame.work.shape,
                       meshes=MeshValues(maps.grids[0], maps.grids[2],
-                                        functools.partial(
-                                            _usable_counts, unusable,
-                                            work.shape, settings.box_size)))
-
-
-def _usable_counts(unusable, shape, box_size):
-    """`~ezbkg_ccd.meshes.usable_counts` of a frame on Dask whose
-    ``unusable`` pixels (a Dask array chunked in whole mesh rows, or
-    `None`) are computed chunk by chunk."""
-    if unusable is None:
-        return mesh_sizes(shape, box_size)
-    return np.concatenate([
-        usable_counts(~np.asarray(unusable.blocks[index]), box_size)
-        for index in range(unusable.numblocks[0])])
+                                        maps.n_pixels))
 
 
 def _subtracted(residual, rms, *given, kind, unit, given_unit, scale, gain):

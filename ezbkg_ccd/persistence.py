@@ -167,7 +167,7 @@ def without_rebuildable(ccd, background):
     """
     ``ccd`` to write without its uncertainty when that is exactly the one
     rebuilt from its data and ``background`` (``BKGUNC``; marked by
-    ``BKGUNCR = T``), else ``ccd`` itself.
+    ``BKGUNCR``, the CRC-32 of what rebuilds it), else ``ccd`` itself.
     """
     uncertainty = ccd.uncertainty
     if type(uncertainty) is not StdDevUncertainty or is_dask(ccd.data):
@@ -179,24 +179,36 @@ def without_rebuildable(ccd, background):
             or np.asarray(uncertainty.array).dtype != rebuilt.array.dtype):
         return ccd
     meta = ccd.meta.copy()
-    meta[REBUILD_KEYWORD] = (_checksum(ccd.data),
-                             'UNCERT left out: CRC-32 of the data it fits')
+    meta[REBUILD_KEYWORD] = (_checksum(ccd, background),
+                             'UNCERT left out: CRC-32 of what rebuilds it')
     return CCDData(ccd.data, unit=ccd.unit, mask=ccd.mask, meta=meta,
                    wcs=ccd.wcs, copy=False)
 
 
-def _checksum(data):
-    """The CRC-32 of ``data``'s values (in native byte order), as 8
-    hexadecimal digits."""
-    data = np.ascontiguousarray(data)
-    data = data.astype(data.dtype.newbyteorder('='), copy=False)
-    return f'{zlib.crc32(data):08x}'
+def _checksum(ccd, background):
+    """
+    The CRC-32, as 8 hexadecimal digits, of what the uncertainty of
+    ``ccd`` is rebuilt from: its data, the RMS map and model error of
+    ``background`` (values in native byte order), and ``BKGUNC`` and
+    ``BKGGAIN``.
+    """
+    crc = 0
+    for array in (ccd.data, background.rms):
+        array = np.ascontiguousarray(array)
+        crc = zlib.crc32(array.astype(array.dtype.newbyteorder('='),
+                                      copy=False), crc)
+    cards = (ccd.meta.get('BKGUNC'), ccd.meta.get('BKGGAIN'),
+             background.error_variance_scale)
+    return f'{zlib.crc32(repr(cards).encode(), crc):08x}'
 
 
-def _unmarked(ccd):
+def _unmarked(ccd, background):
     """``ccd``, or a copy of it without a ``BKGUNCR`` card (of a file it
-    was read from) that would not be true of the file now written."""
-    if REBUILD_KEYWORD not in (ccd.meta or {}):
+    was read from) that would not be true of the file now written: unless
+    the uncertainty is still left out and still rebuilt from the same."""
+    marker = (ccd.meta or {}).get(REBUILD_KEYWORD)
+    if marker is None or (ccd.uncertainty is None
+                          and marker == _checksum(ccd, background)):
         return ccd
     meta = ccd.meta.copy()
     del meta[REBUILD_KEYWORD]
@@ -215,7 +227,7 @@ def _with_rebuilt(ccd, background, path):
     if marker is None or ccd.uncertainty is not None:
         return ccd
     rebuilt = None
-    if background is not None and marker == _checksum(ccd.data):
+    if background is not None and marker == _checksum(ccd, background):
         rebuilt = rebuilt_uncertainty(ccd.data, ccd.unit, background,
                                       ccd.meta)
     if rebuilt is None:
@@ -258,10 +270,13 @@ def write_with_background(ccd, background, path, *, overwrite=False,
         Leave out ``UNCERT`` when it is exactly what
         `~ezbkg_ccd.subtract_background` built from the background RMS
         (the input had no uncertainty; ``BKGUNC`` is ``sky`` or
-        ``sky+poisson``), checked bit for bit, and mark the header
-        ``BKGUNCR = T``: `~ezbkg_ccd.read_with_background` rebuilds it,
-        bit for bit. Any other uncertainty is written. The default is
-        `False`. Not for a frame processed in chunks.
+        ``sky+poisson``), checked bit for bit, and mark the header with
+        ``BKGUNCR``, the CRC-32 of what rebuilds it (the data, the RMS
+        map, ``BKGUNC``, ``BKGGAIN``): `~ezbkg_ccd.read_with_background`
+        rebuilds it, bit for bit, or, if any of those changed since,
+        warns and reads no uncertainty. Any other uncertainty is
+        written. The default is `False`. Not for a frame processed in
+        chunks.
 
     Raises
     ------
@@ -286,8 +301,9 @@ def write_with_background(ccd, background, path, *, overwrite=False,
     >>> bool(np.array_equal(again.data, bkg.data)), again.method
     (True, 'sep')
     """
-    ccd = _unmarked(as_ccddata(ccd))
+    ccd = as_ccddata(ccd)
     _check_background(background, ccd.shape)
+    ccd = _unmarked(ccd, background)
     if is_dask(ccd.data) or background.is_dask:
         if omit_rebuildable:
             msg = ('omit_rebuildable is not available for a frame processed '

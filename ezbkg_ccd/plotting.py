@@ -10,7 +10,7 @@ from astropy.visualization import ImageNormalize, MinMaxInterval, ZScaleInterval
 
 from ezbkg_ccd._conditioning import working_copy
 from ezbkg_ccd._fits import atomic_save
-from ezbkg_ccd._mesh_plot import matplotlib_module
+from ezbkg_ccd._optional import optional_module
 from ezbkg_ccd._validation import as_ccddata
 
 __all__ = ['plot_background']
@@ -77,7 +77,8 @@ def plot_background(ccd, background, *, path=None, show=False):
     >>> len(figure.axes) // 2  # four panels, each with a colour bar
     4
     """
-    matplotlib = matplotlib_module()
+    matplotlib = optional_module('matplotlib', extra='plot',
+                                 purpose='plotting')
     from matplotlib.figure import Figure
 
     ccd = as_ccddata(ccd)

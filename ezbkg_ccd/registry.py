@@ -82,6 +82,9 @@ class BackgroundEstimate:
         check-images), and which meshes were filled from their
         neighbours (by default, SExtractor's rule); `None` if the
         estimator has none.
+    n_pixels_mesh : `~numpy.ndarray` of int, optional
+        The usable pixels of each mesh; by default those of ``mask``,
+        counted by the caller when ``meshes`` are given.
     """
 
     background: np.ndarray
@@ -93,6 +96,7 @@ class BackgroundEstimate:
     extra: dict = field(default_factory=dict)
     subtract_from: object = None
     meshes: object = None
+    n_pixels_mesh: object = None
 
 
 def register_estimator(name, estimator, *, overwrite=False,

@@ -23,7 +23,7 @@ PACKAGE = Path(ezbkg_ccd.__file__).parent
 LAYERS = (
     # foundations: no ezbkg-ccd imports
     {'_conditioning', '_dask', '_fits', '_headers', '_mesh_plot', '_moved',
-     '_uncertainty',
+     '_optional', '_uncertainty',
      '_wcs',
      '_sep', 'meshes', 'paths', 'provenance', 'registry', 'smoothing',
      'statistics', 'synthetic'},

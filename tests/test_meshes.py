@@ -384,3 +384,70 @@ class TestReviewed:
                                       bkg_estimator='median')
         assert by_object.global_back == by_name.global_back
         assert given.sigma_clip is not None
+
+    def test_rejected_and_single_pixel_meshes_filled(self):
+        """Meshes the estimator was not given (rejected as skewed, SEP's
+        one-pixel corner mesh) have no usable pixels and are marked as
+        filled, in memory and in chunks alike."""
+        rng = np.random.default_rng(12)
+        data = rng.normal(100.0, 5.0, (129, 129)).astype(np.float32)
+        y, x = np.indices(data.shape)
+        data += 300.0 * np.exp(-np.hypot(y - 20, x - 20) / 8.0)  # wings
+        skewed = estimate_background(data, box_size=32, reject_skewed=True)
+        assert skewed.header['BKGNREJ'] > 0
+        assert np.count_nonzero(skewed.n_pixels_mesh == 0) == (
+            skewed.header['BKGNREJ'] + 1)  # and the corner mesh
+        assert skewed.n_pixels_mesh[-1, -1] == 0
+        lazy = estimate_background(data, box_size=32, chunks=64)
+        memory = estimate_background(data, box_size=32)
+        assert np.array_equal(lazy.n_pixels_mesh, memory.n_pixels_mesh)
+        assert memory.n_pixels_mesh[-1, -1] == 0
+
+    def test_counts_do_not_follow_the_callers_mask(self, holed_sky):
+        data, mask, counts = holed_sky
+        sources = np.zeros(data.shape, bool)
+        sources[192:224, 0:32] = True
+        bkg = estimate_background(data, mask=mask, source_mask=sources,
+                                  box_size=32)
+        sources[:] = False
+        mask[:] = False
+        assert bkg.n_pixels_mesh[6, 0] == 0
+        assert np.array_equal(bkg.n_pixels_mesh[:6], counts[:6])
+
+    def test_read_only_after_copies(self, holed_sky):
+        data, mask, _ = holed_sky
+        bkg = estimate_background(data, mask=mask, box_size=32)
+        for other in (pickle.loads(pickle.dumps(bkg)), copy.deepcopy(bkg)):
+            for name in ('background_mesh', 'background_rms_mesh',
+                         'n_pixels_mesh'):
+                assert not getattr(other, name).flags.writeable, name
+
+    @pytest.mark.parametrize('interpolation', ['spline', 'smooth'])
+    def test_direct_call_converts(self, interpolation):
+        from ezbkg_ccd.estimators import sep_estimator
+
+        data = np.random.default_rng(4).integers(900, 1100, (256, 256))
+        estimate = sep_estimator(data.astype('>i2'),
+                                 mask=np.zeros(data.shape, bool),
+                                 box_size=(64, 64), filter_size=(3, 3),
+                                 filter_threshold=0.0,
+                                 interpolation=interpolation)
+        assert abs(estimate.global_back - 1000) < 10
+
+    def test_subtract_from_any_float_array(self, holed_sky):
+        """Big-endian or strided floats, and a background on Dask, give
+        what the computed map gives; integers are refused."""
+        data, mask, _ = holed_sky
+        data = np.nan_to_num(data, nan=50.0)
+        bkg = estimate_background(data, box_size=32)
+        expected = data - bkg.data
+        for background in (estimate_background(data, box_size=32),
+                           estimate_background(data, box_size=32,
+                                               chunks=64)):
+            for array in (data.astype('>f4'),
+                          np.asfortranarray(data.astype(np.float32))):
+                background.subtract_from(array)
+                assert np.array_equal(array, expected)
+        with pytest.raises(TypeError, match='^array must hold floats, got '
+                           'dtype int32$'):
+            bkg.subtract_from(np.zeros(data.shape, np.int32))

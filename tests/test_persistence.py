@@ -665,3 +665,35 @@ class TestOmitRebuildable:
             process_files([tmp_path / 'f.fits'], output_dir=tmp_path / 'o',
                           omit_rebuildable=True, **options)
         assert not (tmp_path / 'o').exists()
+
+    @pytest.mark.parametrize('edit', ['BKGGAIN', 'BKGUNC', 'BKGRMS'])
+    def test_edited_recipe_not_rebuilt(self, flat_sky, tmp_path, edit):
+        """A changed gain, uncertainty recipe or RMS map is caught by the
+        checksum too: no uncertainty and a warning, never a wrong one."""
+        ccd = CCDData(flat_sky[0].astype(np.float32), unit='adu')
+        result = subtract_background(ccd, box_size=32, gain=2.0)
+        lean = tmp_path / 'lean.fits'
+        write_with_background(result, result.background, lean,
+                              omit_rebuildable=True)
+        with fits.open(lean, mode='update') as hdulist:
+            if edit == 'BKGRMS':
+                hdulist['BKGRMS'].data[3, 3] *= 1.5
+            else:
+                hdulist[0].header[edit] = {'BKGGAIN': 4.0,
+                                           'BKGUNC': 'sky'}[edit]
+        with pytest.warns(AstropyUserWarning, match='have changed since: '
+                          'read without one'):
+            again, _ = read_with_background(lean)
+        assert again.uncertainty is None
+
+    def test_marker_kept_when_still_true(self, plain, tmp_path):
+        """A lean file read by astropy alone and written again unchanged
+        is still rebuilt exactly."""
+        result, bkg = plain
+        lean = tmp_path / 'lean.fits'
+        write_with_background(result, bkg, lean, omit_rebuildable=True)
+        plain_read = CCDData.read(lean)
+        write_with_background(plain_read, bkg, tmp_path / 'again.fits')
+        ccd, _ = read_with_background(tmp_path / 'again.fits')
+        np.testing.assert_array_equal(ccd.uncertainty.array,
+                                      result.uncertainty.array)

@@ -72,6 +72,8 @@ class LazyMaps:
         The joined mesh grids and their spline coefficients.
     counts : tuple of int
         The number of `True` pixels of each array ``counted``.
+    n_pixels : `~numpy.ndarray`
+        The usable pixels of each mesh.
     """
 
     back: object
@@ -80,6 +82,7 @@ class LazyMaps:
     global_rms: float
     grids: tuple
     counts: tuple
+    n_pixels: np.ndarray
 
 
 def _band_task(data, mask, *counted, band, read, own, options):
@@ -194,4 +197,5 @@ def sep_maps(data, mask, *, bw, bh, fw, fh, fthresh, counted=(),
         _interpolate_block, shared, which=which, bw=bw, bh=bh, height=height,
         map_dtype=data.dtype, dtype=data.dtype, chunks=data.chunks,
         meta=np.empty((0, 0), data.dtype)) for which in ('back', 'rms'))
-    return LazyMaps(back, rms, global_back, global_rms, grids, counts)
+    return LazyMaps(back, rms, global_back, global_rms, grids, counts,
+                    np.concatenate([result[3] for result in results]))

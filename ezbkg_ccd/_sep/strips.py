@@ -43,8 +43,8 @@ from ezbkg_ccd._sep.binding import (
     subtract_maps,
 )
 from ezbkg_ccd.meshes import (
-    grid_shape,
     mesh_count,
+    mesh_sizes,
     poorly_covered,
     usable_counts,
 )
@@ -212,23 +212,21 @@ def band_meshes(data, mask, *, band, read, bw, bh, fw, fh, fthresh,
 
     Returns
     -------
-    bad, back, sigma : `~numpy.ndarray`
-        The band's bad meshes (under half their pixels usable) and its
-        rows of SEP's filtered grids (exact when `rows_read` of the
-        frame's bad meshes lies within ``read``).
+    bad, back, sigma, counts : `~numpy.ndarray`
+        The band's bad meshes (under half their pixels usable), its rows
+        of SEP's filtered grids (exact when `rows_read` of the frame's bad
+        meshes lies within ``read``) and the usable pixels of its meshes.
     """
     mask = None if mask is None else np.ascontiguousarray(mask, dtype=bool)
     own = slice((band[0] - read[0]) * bh, (band[1] - read[0]) * bh)
     shape = data[own].shape
-    if all_usable:
-        bad = np.zeros(grid_shape(shape, (bh, bw)), dtype=bool)
-    else:
-        bad = poorly_covered(usable_counts(mesh_usable(data, mask, own),
-                                           (bh, bw)), shape, (bh, bw))
+    counts = (mesh_sizes(shape, (bh, bw)) if all_usable else
+              usable_counts(mesh_usable(data, mask, own), (bh, bw)))
     grids = filtered_meshes(data, mask, rows=slice(0, data.shape[0]), bw=bw,
                             bh=bh, fw=fw, fh=fh, fthresh=fthresh)
-    return (bad, *(grid[band[0] - read[0]:band[1] - read[0]]
-                   for grid in grids))
+    return (poorly_covered(counts, shape, (bh, bw)),
+            *(grid[band[0] - read[0]:band[1] - read[0]] for grid in grids),
+            counts)
 
 
 def join_bands(bands, reads, results, *, filter_height, recompute):
@@ -239,14 +237,15 @@ def join_bands(bands, reads, results, *, filter_height, recompute):
     ----------
     bands, reads : list of (int, int)
         The bands, in order, and the mesh rows each was computed from.
-    results : list of (bad, back, sigma)
+    results : list of (bad, back, sigma, counts)
         `band_meshes` of each band.
     filter_height : int
         Height of the median filter, in meshes.
     recompute : callable
         Called once with ``{index: read}``, the bands whose meshes depend
         on rows beyond those they read, with the rows they need; returns
-        ``{index: (bad, back, sigma)}`` (`band_meshes` from those rows),
+        ``{index: (bad, back, sigma, counts)}`` (`band_meshes` from those
+        rows),
         in any way it likes (threads, Dask).
 
     Returns
@@ -275,7 +274,7 @@ def join_bands(bands, reads, results, *, filter_height, recompute):
     for index, result in (recompute(redo) if redo else {}).items():
         results[index] = result
     back, sigma = (np.concatenate(part) for part in
-                   list(zip(*results, strict=True))[1:])
+                   list(zip(*results, strict=True))[1:3])
     grids = (back, spline_second_derivatives(back),
              sigma, spline_second_derivatives(sigma))
     return grids, global_levels(back, sigma)
