@@ -384,9 +384,8 @@ class Background:
             filled = poorly_covered(self.n_pixels_mesh, self.shape,
                                     self.box_size)
         return plot_mesh_grid(self.shape, self.box_size, filled, ax=ax,
-                              marker=marker,
-                              markersize=markersize, color=color, alpha=alpha,
-                              outlines=outlines,
+                              marker=marker, markersize=markersize,
+                              color=color, alpha=alpha, outlines=outlines,
                               excluded_color=excluded_color, **kwargs)
 
     def subtract_from(self, array):

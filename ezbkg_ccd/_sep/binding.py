@@ -26,7 +26,8 @@ import sep
 from ezbkg_ccd.meshes import grid_shape
 
 __all__ = ['AVAILABLE', 'TESTED_VERSIONS', 'filtered_meshes', 'fill_map',
-           'interpolate_rows', 'spline_second_derivatives', 'subtract_maps']
+           'interpolate_rows', 'spline_grids', 'spline_second_derivatives',
+           'subtract_maps']
 
 #: SEP releases whose struct layouts and functions are those below.
 TESTED_VERSIONS = ('1.4.0', '1.4.1')
@@ -263,12 +264,11 @@ def fill_map(grids, out, *, which, bw, bh):
     >>> import numpy as np
     >>> import sep
     >>> from ezbkg_ccd._sep.binding import (
-    ...     fill_map, filtered_meshes, spline_second_derivatives)
+    ...     fill_map, filtered_meshes, spline_grids)
     >>> data = np.random.default_rng(0).normal(5, 1, (96, 64))
     >>> back, sigma = filtered_meshes(data, None, rows=slice(0, 96), bw=32,
     ...                               bh=32, fw=3, fh=3, fthresh=0.0)
-    >>> grids = (back, spline_second_derivatives(back),
-    ...          sigma, spline_second_derivatives(sigma))
+    >>> grids = spline_grids(back, sigma)
     >>> rms = np.empty_like(data)
     >>> fill_map(grids, rms, which='rms', bw=32, bh=32)
     >>> bool((rms == sep.Background(data, bw=32, bh=32).rms()).all())
@@ -290,12 +290,11 @@ def subtract_maps(grids, array, *, bw, bh):
     >>> import numpy as np
     >>> import sep
     >>> from ezbkg_ccd._sep.binding import (
-    ...     filtered_meshes, spline_second_derivatives, subtract_maps)
+    ...     filtered_meshes, spline_grids, subtract_maps)
     >>> data = np.random.default_rng(0).normal(5, 1, (96, 64))
     >>> back, sigma = filtered_meshes(data, None, rows=slice(0, 96), bw=32,
     ...                               bh=32, fw=3, fh=3, fthresh=0.0)
-    >>> grids = (back, spline_second_derivatives(back),
-    ...          sigma, spline_second_derivatives(sigma))
+    >>> grids = spline_grids(back, sigma)
     >>> residual = data.copy()
     >>> subtract_maps(grids, residual, bw=32, bh=32)
     >>> expected = data.copy()
@@ -304,6 +303,15 @@ def subtract_maps(grids, array, *, bw, bh):
     True
     """
     _whole(_LIBRARY.sep_bkg_subarray, grids, array, bw, bh)
+
+
+def spline_grids(back, sigma):
+    """
+    The grids SEP interpolates, ``(back, dback, sigma, dsigma)``: the
+    filtered mesh grids and their spline coefficients along y.
+    """
+    return (back, spline_second_derivatives(back),
+            sigma, spline_second_derivatives(sigma))
 
 
 def interpolate_rows(grids, *, rows, back, rms, bw, bh, first_row=0,

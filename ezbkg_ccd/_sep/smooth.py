@@ -18,11 +18,7 @@ median filter (``interpolation='smooth'`` of the ``sep`` estimator).
 
 import numpy as np
 
-from ezbkg_ccd._sep.binding import (
-    filtered_meshes,
-    interpolate_rows,
-    spline_second_derivatives,
-)
+from ezbkg_ccd._sep.binding import fill_map, filtered_meshes, spline_grids
 from ezbkg_ccd._sep.strips import global_levels, mesh_usable
 from ezbkg_ccd.meshes import (
     MIN_MESH_COVERAGE,
@@ -98,16 +94,14 @@ def _clipped_levels(residual, usable, meshes, sigma):
 def _interpolate(back_grid, sigma_grid, shape, dtype, bw, bh):
     """SEP's bicubic maps of two mesh grids (the RMS map `None` if
     ``sigma_grid`` is)."""
-    grids = [np.ascontiguousarray(grid, dtype=np.float32)
-             for grid in (back_grid, back_grid if sigma_grid is None
-                          else sigma_grid)]
-    grids = (grids[0], spline_second_derivatives(grids[0]),
-             grids[1], spline_second_derivatives(grids[1]))
-    back = np.empty(shape, dtype)
-    rms = None if sigma_grid is None else np.empty(shape, dtype)
-    interpolate_rows(grids, rows=slice(0, shape[0]), back=back, rms=rms,
-                     bw=bw, bh=bh)
-    return back, rms
+    grids = spline_grids(*(np.ascontiguousarray(grid, dtype=np.float32)
+                           for grid in (back_grid, back_grid if sigma_grid
+                                        is None else sigma_grid)))
+    maps = {}
+    for which in ('back',) if sigma_grid is None else ('back', 'rms'):
+        maps[which] = np.empty(shape, dtype)
+        fill_map(grids, maps[which], which=which, bw=bw, bh=bh)
+    return maps['back'], maps.get('rms')
 
 
 def smooth_maps(data, mask, *, bw, bh):

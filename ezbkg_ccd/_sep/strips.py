@@ -39,7 +39,7 @@ from ezbkg_ccd._sep.binding import (
     fill_map,
     filtered_meshes,
     interpolate_rows,
-    spline_second_derivatives,
+    spline_grids,
     subtract_maps,
 )
 from ezbkg_ccd.meshes import (
@@ -245,8 +245,7 @@ def join_bands(bands, reads, results, *, filter_height, recompute):
         Called once with ``{index: read}``, the bands whose meshes depend
         on rows beyond those they read, with the rows they need; returns
         ``{index: (bad, back, sigma, counts)}`` (`band_meshes` from those
-        rows),
-        in any way it likes (threads, Dask).
+        rows), in any way it likes (threads, Dask).
 
     Returns
     -------
@@ -275,9 +274,7 @@ def join_bands(bands, reads, results, *, filter_height, recompute):
         results[index] = result
     back, sigma = (np.concatenate(part) for part in
                    list(zip(*results, strict=True))[1:3])
-    grids = (back, spline_second_derivatives(back),
-             sigma, spline_second_derivatives(sigma))
-    return grids, global_levels(back, sigma)
+    return spline_grids(back, sigma), global_levels(back, sigma)
 
 
 def sep_grids(data, mask, *, n_threads, bw, bh, fw, fh, fthresh):
@@ -314,9 +311,7 @@ def sep_grids(data, mask, *, n_threads, bw, bh, fw, fh, fthresh):
     if len(bands) == 1:
         back, sigma = filtered_meshes(data, mask, rows=slice(0, height),
                                       **options)
-        return ((back, spline_second_derivatives(back),
-                 sigma, spline_second_derivatives(sigma)),
-                *global_levels(back, sigma))
+        return spline_grids(back, sigma), *global_levels(back, sigma)
 
     def meshes(band, read):
         rows = pixel_rows(read, bh, height)
