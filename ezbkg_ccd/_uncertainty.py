@@ -183,10 +183,11 @@ def rebuilt_uncertainty(data, unit, background, header):
     say).
     """
     kind = header.get('BKGUNC')
-    if kind not in ('sky', 'sky+poisson'):
-        return None
-    gain = header.get('BKGGAIN') if kind == 'sky+poisson' else None
-    if kind == 'sky+poisson' and gain is None:
+    if kind == 'sky':
+        gain = None
+    elif kind == 'sky+poisson' and 'BKGGAIN' in header:
+        gain = header['BKGGAIN']
+    else:
         return None
     return subtracted_uncertainty(
         types.SimpleNamespace(uncertainty=None, unit=unit), data,

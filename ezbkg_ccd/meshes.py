@@ -177,10 +177,8 @@ def well_covered(usable, width):
     >>> well_covered(usable, 4)
     array([False,  True,  True])
     """
-    columns = np.arange(0, usable.shape[1], width)
-    widths = np.diff(np.r_[columns, usable.shape[1]])
-    counts = np.add.reduceat(np.count_nonzero(usable, axis=0), columns)
-    return counts >= MIN_MESH_COVERAGE * usable.shape[0] * widths
+    box = (usable.shape[0], width)  # the row of meshes as one mesh row
+    return ~poorly_covered(usable_counts(usable, box), usable.shape, box)[0]
 
 
 def require_usable_mesh(mask, box_size, *, hint=''):

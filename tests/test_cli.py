@@ -280,18 +280,39 @@ class TestCommandLine:
         assert len(list(out.glob('*_bkgsub.fits'))) == 12
 
 
+@pytest.mark.parametrize(('flag', 'message'), [
+    ('--compress', 'compress=True is not available for a frame written in '
+                   'chunks'),
+    ('--omit-rebuildable', "omit_rebuildable applies to mode='subtract' of "
+                           'frames processed whole, not in chunks')])
+def test_file_options_not_with_chunks(tmp_path, capsys, flag, message):
+    """What a frame processed in chunks cannot be written with fails the
+    file, saying why."""
+    CCDData(np.ones((64, 64)), unit='adu').write(tmp_path / 'f.fits')
+    assert main(['subtract', str(tmp_path / 'f.fits'), '-o',
+                 str(tmp_path / 'o'), '--box-size', '32', '--chunks', '32',
+                 flag]) == 1
+    assert message in capsys.readouterr().err
+
+
+def _subtract_variants(tmp_path, extra, **variants):
+    """``ezbkg subtract`` of one frame with a mask (``f.fits``) into a
+    folder per variant, each with its own flags besides ``extra``."""
+    rng = np.random.default_rng(21)
+    data = rng.normal(300.0, 5.0, (128, 96)).astype(np.float32)
+    CCDData(data, unit='adu', mask=data > 310).write(tmp_path / 'f.fits')
+    for folder, flags in variants.items():
+        assert main(['-q', 'subtract', str(tmp_path / 'f.fits'), '-o',
+                     str(tmp_path / folder), '--box-size', '32', *extra,
+                     *flags]) == 0
+
+
 class TestCompress:
     """``--compress``: lossless tile compression of every extension."""
 
     @pytest.mark.parametrize('extra', [[], ['--all-hdus']])
     def test_compressed_outputs_read_back_the_same(self, tmp_path, extra):
-        rng = np.random.default_rng(21)
-        data = rng.normal(300.0, 5.0, (128, 96)).astype(np.float32)
-        CCDData(data, unit='adu', mask=data > 310).write(tmp_path / 'f.fits')
-        for folder, flags in (('plain', []), ('packed', ['--compress'])):
-            assert main(['-q', 'subtract', str(tmp_path / 'f.fits'), '-o',
-                         str(tmp_path / folder), '--box-size', '32', *extra,
-                         *flags]) == 0
+        _subtract_variants(tmp_path, extra, plain=[], packed=['--compress'])
         with fits.open(tmp_path / 'packed' / 'f_bkgsub.fits') as packed, \
                 fits.open(tmp_path / 'plain' / 'f_bkgsub.fits') as plain:
             assert all(isinstance(hdu, fits.CompImageHDU)
@@ -300,13 +321,6 @@ class TestCompress:
             for got, want in zip(packed, plain, strict=True):
                 np.testing.assert_array_equal(got.data, want.data)
 
-    def test_not_with_chunks(self, tmp_path, capsys):
-        CCDData(np.ones((64, 64)), unit='adu').write(tmp_path / 'f.fits')
-        assert main(['subtract', str(tmp_path / 'f.fits'), '-o',
-                     str(tmp_path / 'o'), '--box-size', '32', '--chunks',
-                     '32', '--compress']) == 1
-        assert 'compress=True is not available for a frame written in ' \
-               'chunks' in capsys.readouterr().err
 
 
 class TestOmitRebuildable:
@@ -314,13 +328,8 @@ class TestOmitRebuildable:
 
     @pytest.mark.parametrize('extra', [[], ['--all-hdus'], ['--compress']])
     def test_rebuilt_on_reading(self, tmp_path, extra):
-        rng = np.random.default_rng(22)
-        data = rng.normal(300.0, 5.0, (128, 96)).astype(np.float32)
-        CCDData(data, unit='adu', mask=data > 310).write(tmp_path / 'f.fits')
-        for folder, flags in (('full', []), ('lean', ['--omit-rebuildable'])):
-            assert main(['-q', 'subtract', str(tmp_path / 'f.fits'), '-o',
-                         str(tmp_path / folder), '--box-size', '32', *extra,
-                         *flags]) == 0
+        _subtract_variants(tmp_path, extra, full=[],
+                           lean=['--omit-rebuildable'])
         names = {}
         for folder in ('full', 'lean'):
             with fits.open(tmp_path / folder / 'f_bkgsub.fits') as hdulist:
@@ -336,14 +345,6 @@ class TestOmitRebuildable:
         assert lean.uncertainty.array.dtype == full.uncertainty.array.dtype
         np.testing.assert_array_equal(lean.uncertainty.array,
                                       full.uncertainty.array)
-
-    def test_not_with_chunks(self, tmp_path, capsys):
-        CCDData(np.ones((64, 64)), unit='adu').write(tmp_path / 'f.fits')
-        assert main(['subtract', str(tmp_path / 'f.fits'), '-o',
-                     str(tmp_path / 'o'), '--box-size', '32', '--chunks',
-                     '32', '--omit-rebuildable']) == 1
-        assert "omit_rebuildable applies to mode='subtract' of frames " \
-               'processed whole, not in chunks' in capsys.readouterr().err
 
     def test_not_for_estimate(self, tmp_path, capsys):
         """estimate writes no uncertainty: the flag is a usage error."""
